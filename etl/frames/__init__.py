@@ -1,0 +1,1 @@
+"""Dask frame helpers: the bridge between Dask dataframes and the rest of ``etl``."""

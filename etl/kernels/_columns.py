@@ -1,0 +1,316 @@
+"""Columns as they really are, turned into numpy arrays plus null masks, and back.
+
+A kernel sees only plain numpy arrays. Every pandas column, whatever its
+backing, becomes ``values`` (a contiguous numpy array of the requested *kind*)
+and ``null`` (a bool array, ``True`` where the value is missing, or ``None`` when
+the column has no nulls). Under a null the value is unspecified.
+
+Kinds
+-----
+``"int64"``
+    Integers of any width and backing (``int32``, ``Int64``, ``int64[pyarrow]``),
+    timestamps (nanoseconds since the epoch, UTC; naive timestamps are taken as
+    UTC) and durations (nanoseconds).
+``"uint64"``
+    Non-negative integers, e.g. key hashes.
+``"float64"``
+    Floats and integers. In a numpy ``float64`` column NaN is a *value*, not a
+    null; in ``Float64`` or ``double[pyarrow]`` only ``<NA>`` is null.
+``"bool"``
+    ``bool``, ``boolean`` and ``bool[pyarrow]``.
+``"codes"``
+    Any column factorised to dense ``int64`` codes (``-1`` and null for missing);
+    ``uniques`` maps codes back. Codes are local to one batch.
+
+Examples
+--------
+>>> import pandas as pd
+>>> arrays = to_numpy(pd.Series([1, None, 3], dtype="Int64"), "int64")
+>>> arrays.values[[0, 2]].tolist(), arrays.null.tolist()
+([1, 3], [False, True, False])
+>>> from_numpy(arrays.values, arrays.null, "Int64").tolist()
+[1, <NA>, 3]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pandas.api import types as ptypes
+
+from etl.errors import SchemaError
+
+__all__ = ["Arrays", "KINDS", "from_numpy", "logical_kind", "string_buffers", "to_numpy"]
+
+KINDS = {
+    "int64": np.dtype(np.int64),
+    "uint64": np.dtype(np.uint64),
+    "float64": np.dtype(np.float64),
+    "bool": np.dtype(np.bool_),
+    "codes": np.dtype(np.int64),
+}
+
+_ACCEPTS = {
+    "int64": {"int", "uint", "datetime", "timedelta"},
+    "uint64": {"int", "uint"},
+    "float64": {"float", "int", "uint"},
+    "bool": {"bool"},
+}
+
+_OBJECT_KINDS = {"string": "string", "bytes": "bytes", "integer": "int", "boolean": "bool",
+                 "floating": "float", "mixed-integer-float": "float", "empty": "empty"}
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """One column as numpy: ``values``, ``null`` mask (or ``None``) and code ``uniques``."""
+
+    values: np.ndarray
+    null: np.ndarray | None
+    uniques: pd.Index | None = None
+
+
+def logical_kind(column: pd.Series) -> str:
+    """Name the logical type of a column, whatever its backing.
+
+    Returns one of ``int``, ``uint``, ``float``, ``bool``, ``datetime``,
+    ``timedelta``, ``string``, ``bytes``, ``category``, ``empty`` (an all-null
+    object column) or ``other``.
+
+    Examples
+    --------
+    >>> [logical_kind(pd.Series([1], dtype=d)) for d in ("int64", "Int64", "int64[pyarrow]")]
+    ['int', 'int', 'int']
+    >>> logical_kind(pd.Series(["a"], dtype=object)), logical_kind(pd.Series(["a"]))
+    ('string', 'string')
+    """
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "category"
+    if ptypes.is_bool_dtype(dtype):
+        return "bool"
+    if ptypes.is_unsigned_integer_dtype(dtype):
+        return "uint"
+    if ptypes.is_integer_dtype(dtype):
+        return "int"
+    if ptypes.is_float_dtype(dtype):
+        return "float"
+    if ptypes.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if ptypes.is_timedelta64_dtype(dtype) or _is_arrow(dtype, pa.types.is_duration):
+        return "timedelta"
+    if dtype == object:
+        return _OBJECT_KINDS.get(pd.api.types.infer_dtype(column, skipna=True), "other")
+    if ptypes.is_string_dtype(dtype) or _is_arrow(dtype, pa.types.is_string):
+        return "string"
+    return "other"
+
+
+def _is_arrow(dtype, predicate) -> bool:
+    return isinstance(dtype, pd.ArrowDtype) and predicate(dtype.pyarrow_dtype)
+
+
+def _null_mask(column: pd.Series) -> np.ndarray | None:
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iubf":
+        return None
+    null = np.ascontiguousarray(column.isna().to_numpy(dtype=bool))
+    return null if null.any() else None
+
+
+def to_numpy(column: pd.Series, kind: str) -> Arrays:
+    """Convert a column to a contiguous numpy array of ``kind`` plus a null mask.
+
+    Parameters
+    ----------
+    column : pandas.Series
+        Any supported backing: numpy, masked (``Int64``), Arrow, categorical.
+    kind : {"int64", "uint64", "float64", "bool", "codes"}
+        What the kernel receives.
+
+    Returns
+    -------
+    Arrays
+
+    Raises
+    ------
+    SchemaError
+        The column's logical type cannot become ``kind`` (names the column).
+
+    Examples
+    --------
+    >>> ts = pd.Series(pd.to_datetime(["1970-01-01 01:00"]).tz_localize("Europe/Paris"))
+    >>> to_numpy(ts, "int64").values.tolist()
+    [0]
+    >>> codes = to_numpy(pd.Series(["b", None, "b"]), "codes")
+    >>> codes.values.tolist(), codes.null.tolist(), list(codes.uniques)
+    ([0, -1, 0], [False, True, False], ['b'])
+    """
+    if kind == "codes":
+        return _codes(column)
+    found = logical_kind(column)
+    if found == "empty":
+        found = next(iter(_ACCEPTS[kind]))
+    if kind not in _ACCEPTS or found not in _ACCEPTS[kind]:
+        raise SchemaError(
+            f"column {column.name!r}: a kernel input of kind {kind!r} needs one of "
+            f"{sorted(_ACCEPTS.get(kind, ()))}, found {found} ({column.dtype}); "
+            "cast the column or declare another kind",
+            column=column.name,
+        )
+    if found == "datetime":
+        return utc_ns(column)
+    if found == "timedelta":
+        return _timedelta_ns(column)
+    null = _null_mask(column)
+    target = KINDS[kind]
+    if null is None and isinstance(column.dtype, np.dtype):
+        values = np.asarray(column.to_numpy(), dtype=target)
+    else:
+        fill = np.nan if target.kind == "f" else 0
+        values = column.to_numpy(dtype=target, na_value=fill)
+    _check_range(column, values, kind, found)
+    return Arrays(np.ascontiguousarray(values), null)
+
+
+def _check_range(column: pd.Series, values: np.ndarray, kind: str, found: str) -> None:
+    if kind == "int64" and found == "uint" and column.max() > np.iinfo(np.int64).max:
+        raise SchemaError(f"column {column.name!r}: uint64 values above 2**63-1 do not fit "
+                          "a kernel input of kind 'int64'; declare 'uint64'", column=column.name)
+    if kind == "uint64" and found == "int" and len(values) and column.min() < 0:
+        raise SchemaError(f"column {column.name!r}: negative values do not fit a kernel "
+                          "input of kind 'uint64'; declare 'int64'", column=column.name)
+
+
+def _codes(column: pd.Series) -> Arrays:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy().astype(np.int64)
+        uniques = column.cat.categories
+    else:
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        codes = codes.astype(np.int64, copy=False)
+    null = codes < 0
+    return Arrays(np.ascontiguousarray(codes), null if null.any() else None, uniques)
+
+
+def utc_ns(column: pd.Series) -> Arrays:
+    """Timestamps as int64 nanoseconds since the epoch in UTC (naive = UTC).
+
+    Examples
+    --------
+    >>> utc_ns(pd.Series(pd.to_datetime(["1970-01-01 00:00:01", None]))).null.tolist()
+    [False, True]
+    """
+    dtype = column.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        tz = getattr(dtype.pyarrow_dtype, "tz", None)
+        column = column.astype(pd.DatetimeTZDtype("ns", tz) if tz else "datetime64[ns]")
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    try:
+        values = column.dt.as_unit("ns").to_numpy().view(np.int64)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+        raise SchemaError(f"column {column.name!r}: timestamps outside 1677-2262 do not fit "
+                          "int64 nanoseconds", column=column.name) from exc
+    return Arrays(np.ascontiguousarray(values), _null_mask(column))
+
+
+def _timedelta_ns(column: pd.Series) -> Arrays:
+    if isinstance(column.dtype, pd.ArrowDtype):
+        column = column.astype("timedelta64[ns]")
+    values = column.dt.as_unit("ns").to_numpy().view(np.int64)
+    return Arrays(np.ascontiguousarray(values), _null_mask(column))
+
+
+def string_buffers(column: pd.Series, binary: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """UTF-8 bytes of a string column as Arrow buffers: ``(offsets, data, null)``.
+
+    Row ``i`` is ``data[offsets[i]:offsets[i + 1]]``.
+
+    Examples
+    --------
+    >>> offsets, data, null = string_buffers(pd.Series(["ab", None, "é"]))
+    >>> offsets.tolist(), bytes(data).decode(), null.tolist()
+    ([0, 2, 2, 4], 'abé', [False, True, False])
+    """
+    target = pa.large_binary() if binary else pa.large_string()
+    try:
+        if column.dtype == object:
+            arr = pa.array(column.to_numpy(), type=target, from_pandas=True)
+        else:
+            arr = pa.array(column).cast(target)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SchemaError(f"column {column.name!r}: expected strings, found {exc}",
+                          column=column.name) from exc
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    _, offsets_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    null = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    return np.ascontiguousarray(offsets), data, null
+
+
+def from_numpy(values: np.ndarray, null: np.ndarray | None, dtype, index=None, name=None,
+               uniques: pd.Index | None = None) -> pd.Series:
+    """Build a pandas column of ``dtype`` from kernel output arrays.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``int64``, ``uint64``, ``float64`` or ``bool`` values; ``int64``
+        nanoseconds (UTC) for timestamp dtypes; codes when ``uniques`` is given.
+    null : numpy.ndarray or None
+        ``True`` where the result is null.
+    dtype : str or pandas dtype
+        The declared output dtype.
+    uniques : pandas.Index, optional
+        Decode ``values`` as codes into these values.
+
+    Raises
+    ------
+    SchemaError
+        Nulls were written to a dtype that cannot hold them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = from_numpy(np.array([0]), None, "datetime64[ns, Europe/Paris]")
+    >>> str(s[0])
+    '1970-01-01 01:00:00+01:00'
+    """
+    dtype = pd.api.types.pandas_dtype(dtype)
+    has_null = null is not None and bool(null.any())
+    if uniques is not None:
+        out = uniques.take(np.where(null, -1, values) if has_null else values,
+                           allow_fill=True, fill_value=None)
+        return pd.Series(out, index=index, name=name).astype(dtype)
+    if ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype):
+        return _temporal(values, null if has_null else None, dtype, index, name)
+    if isinstance(dtype, np.dtype):
+        if has_null:
+            raise SchemaError(f"output {name!r}: nulls written to non-nullable dtype {dtype}; "
+                              "declare a nullable dtype such as 'Int64' or 'Float64'", column=name)
+        return pd.Series(values, index=index, name=name, dtype=dtype, copy=False)
+    mask = null if null is not None else np.zeros(len(values), dtype=bool)
+    return pd.Series(_masked_array(values, mask), index=index, name=name).astype(dtype)
+
+
+def _masked_array(values: np.ndarray, mask: np.ndarray):
+    cls = {"i": pd.arrays.IntegerArray, "u": pd.arrays.IntegerArray,
+           "f": pd.arrays.FloatingArray, "b": pd.arrays.BooleanArray}[values.dtype.kind]
+    return cls(values, mask.astype(bool, copy=False))
+
+
+def _temporal(values, null, dtype, index, name) -> pd.Series:
+    unit = "M8[ns]" if ptypes.is_datetime64_any_dtype(dtype) else "m8[ns]"
+    arr = values.astype(np.int64, copy=True).view(unit)
+    if null is not None:
+        arr[null] = np.datetime64("NaT") if unit == "M8[ns]" else np.timedelta64("NaT")
+    series = pd.Series(arr, index=index, name=name)
+    tz = getattr(dtype, "tz", None) or getattr(getattr(dtype, "pyarrow_dtype", None), "tz", None)
+    if tz is not None:
+        series = series.dt.tz_localize("UTC").dt.tz_convert(tz)
+    return series.astype(dtype)

@@ -1,0 +1,241 @@
+"""Ready-made kernels for event data: sessions, running and rolling aggregates, dedup.
+
+Each function takes a pandas or a Dask frame and returns the same kind, with
+new columns (or, for :func:`dedup_latest`, fewer rows). On Dask the rows of a
+key are first shuffled into one partition, so results equal the pandas ones.
+
+Time columns may be timestamps (any unit or time zone; spans such as
+``"30min"``) or integers (spans in the same unit). Rows with a null time get
+null outputs and do not count for other rows. Ties in time are *peers*: they
+get the same running and window values whatever their order, as in SQL's
+``RANGE`` frames, so results never depend on row order.
+
+Examples
+--------
+>>> import pandas as pd
+>>> events = pd.DataFrame({"user": ["a", "a", "a", "b"],
+...                        "ts": pd.to_datetime(["2024-01-01 09:00", "2024-01-01 09:10",
+...                                              "2024-01-01 11:00", "2024-01-01 09:00"]),
+...                        "amount": [1.0, 2.0, 4.0, 8.0]})
+>>> sessionize(events, by="user", time="ts", gap="30min")["session"].tolist()
+[0, 0, 1, 0]
+>>> running_agg(events, by="user", time="ts", value="amount", aggs=["sum"])["amount_running_sum"].tolist()
+[1.0, 3.0, 7.0, 8.0]
+>>> rolling_agg(events, by="user", time="ts", value="amount", window="1h")["amount_rolling_sum"].tolist()
+[1.0, 3.0, 4.0, 8.0]
+>>> dedup_latest(events, by="user", order_by="ts")["amount"].tolist()
+[4.0, 8.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from etl.errors import ConfigError
+from etl.kernels._hashing import hash_rows
+from etl.kernels._kernel import kernel
+from etl.kernels._keys import latest_per_key
+from etl.kernels._numba import jit
+
+__all__ = ["dedup_latest", "rolling_agg", "running_agg", "sessionize"]
+
+
+@jit
+def _emit(i, total, n, null, sum, sum_null, count, count_null, mean, mean_null):
+    """Write sum, count and mean of ``n`` values totalling ``total`` to row ``i``."""
+    sum[i], count[i] = total, n
+    mean[i] = total / n if n > 0 else 0.0
+    sum_null[i] = mean_null[i] = null or n == 0
+    count_null[i] = null
+
+
+@kernel(inputs={"time": "int64"}, outputs={"session": "Int64"}, params={"gap": "int64"})
+def _sessions(time, time_null, gap, offsets, session, session_null):
+    """Session number per key: a new session starts after a gap longer than ``gap``."""
+    limit = np.uint64(gap)
+    for g in range(offsets.size - 1):
+        number, prev = -1, 0
+        for i in range(offsets[g], offsets[g + 1]):
+            if time_null[i]:
+                session_null[i] = True
+                continue
+            if number < 0 or np.uint64(time[i]) - np.uint64(prev) > limit:
+                number += 1
+            prev = time[i]
+            session[i] = number
+
+
+@kernel(inputs={"time": "int64", "value": "float64"},
+        outputs={"sum": "Float64", "count": "Int64", "mean": "Float64", "max": "Float64"})
+def _running(time, time_null, value, value_null, offsets,
+             sum, sum_null, count, count_null, mean, mean_null, max, max_null):
+    """Running aggregates over all earlier rows and peers of a key (NaN and nulls skipped)."""
+    for g in range(offsets.size - 1):
+        total, n, peak = 0.0, 0, -np.inf
+        i, end = offsets[g], offsets[g + 1]
+        while i < end:
+            j = i + 1
+            if not time_null[i]:
+                while j < end and time[j] == time[i]:
+                    j += 1
+                for k in range(i, j):
+                    if not value_null[k] and value[k] == value[k]:
+                        total, n, peak = total + value[k], n + 1, value[k] if value[k] > peak else peak
+            for k in range(i, j):
+                _emit(k, total, n, time_null[k], sum, sum_null, count, count_null, mean, mean_null)
+                max[k], max_null[k] = peak, time_null[k] or n == 0
+            i = j
+
+
+@kernel(inputs={"time": "int64", "value": "float64"},
+        outputs={"sum": "Float64", "count": "Int64", "mean": "Float64"},
+        params={"window": "int64", "left_closed": "bool", "right_closed": "bool"})
+def _rolling(time, time_null, value, value_null, window, left_closed, right_closed, offsets,
+             sum, sum_null, count, count_null, mean, mean_null):
+    """Aggregates over the rows of a key whose time lies in the window ending at each row."""
+    span = np.uint64(window)
+    for g in range(offsets.size - 1):
+        start, end = offsets[g], offsets[g + 1]
+        lo = hi = start
+        total, n = 0.0, 0
+        for i in range(start, end):
+            if time_null[i]:
+                _emit(i, 0.0, 0, True, sum, sum_null, count, count_null, mean, mean_null)
+                lo = hi = i + 1
+                continue
+            while hi < end and (time[hi] < time[i] or (right_closed and time[hi] == time[i])):
+                if not value_null[hi] and value[hi] == value[hi]:
+                    total, n = total + value[hi], n + 1
+                hi += 1
+            while lo < hi:
+                age = np.uint64(time[i]) - np.uint64(time[lo])
+                if age < span or (left_closed and age == span):
+                    break
+                if not value_null[lo] and value[lo] == value[lo]:
+                    total, n = total - value[lo], n - 1
+                lo += 1
+            total = total if n > 0 else 0.0
+            _emit(i, total, n, False, sum, sum_null, count, count_null, mean, mean_null)
+
+
+
+_CLOSED = {"right": (False, True), "both": (True, True), "left": (True, False),
+           "neither": (False, False)}
+
+
+def _keys(by) -> list[str]:
+    keys = [by] if isinstance(by, str) else list(by)
+    if not keys:
+        raise ConfigError("by must name at least one key column", option="by")
+    return keys
+
+
+def _span(value, dtype, option: str) -> int:
+    """A gap or window in the time column's unit: nanoseconds for timestamps."""
+    temporal = pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype)
+    try:
+        span = pd.Timedelta(value).value if temporal else int(value)
+    except (TypeError, ValueError) as exc:
+        unit = "a duration such as '30min'" if temporal else "an integer in the time column's unit"
+        raise ConfigError(f"{option}={value!r} is not {unit}", option=option) from exc
+    if span < 0:
+        raise ConfigError(f"{option}={value!r} is negative; use a span >= 0", option=option)
+    return span
+
+
+def _outputs(kind: str, aggs, prefix: str, allowed) -> dict[str, str]:
+    bad = [a for a in aggs if a not in allowed]
+    if bad or not aggs:
+        raise ConfigError(f"{kind} aggregates {bad or list(aggs)} are not supported; choose from "
+                          f"{list(allowed)}", option="aggs")
+    return {a: f"{prefix}{a}" for a in aggs}
+
+
+def sessionize(df, by, time: str, gap, *, out: str = "session"):
+    """Number each key's sessions: a new session starts after more than ``gap`` of inactivity.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame or dask.dataframe.DataFrame
+    by : str or list of str
+        Key columns (e.g. the user).
+    time : str
+        Event time column (timestamps or integers).
+    gap : str, Timedelta or int
+        Longest inactivity inside one session; a gap of exactly ``gap`` continues
+        the session.
+    out : str, default "session"
+        Output column: ``Int64`` session number per key, from 0 in time order;
+        null where ``time`` is null.
+    """
+    bound = _sessions.bind(columns={"time": time}, outputs={"session": out}, by=_keys(by),
+                           order_by=time, gap=_span(gap, df[time].dtype, "gap"))
+    return bound(df)
+
+
+def running_agg(df, by, time: str, value: str, *, aggs=("sum", "count", "mean", "max"),
+                prefix: str | None = None):
+    """Per-key running aggregates of ``value`` over time (SQL ``RANGE UNBOUNDED PRECEDING``).
+
+    Row ``i`` aggregates every row of its key with time <= its time. NaN and
+    null values are skipped; ``sum``, ``mean`` and ``max`` are null until a
+    value is seen; ``count`` counts values.
+
+    Parameters
+    ----------
+    aggs : sequence of {"sum", "count", "mean", "max"}
+    prefix : str, optional
+        Output columns are ``prefix + agg``; default ``f"{value}_running_"``.
+    """
+    names = _outputs("running", aggs, prefix or f"{value}_running_", ("sum", "count", "mean", "max"))
+    bound = _running.bind(columns={"time": time, "value": value}, outputs=names, by=_keys(by),
+                          order_by=time)
+    return bound(df)
+
+
+def rolling_agg(df, by, time: str, value: str, window, *, aggs=("sum", "count", "mean"),
+                closed: str = "right", prefix: str | None = None):
+    """Per-key aggregates of ``value`` over a time window ending at each row.
+
+    With ``closed="right"`` (the default, as in pandas) row ``i`` aggregates the
+    rows of its key with ``t_i - window < t <= t_i``; ``"both"`` makes the left
+    bound inclusive, ``"left"`` is ``[t_i - window, t_i)`` and ``"neither"``
+    ``(t_i - window, t_i)``. Rows sharing ``t_i`` are all in or all out.
+
+    Parameters
+    ----------
+    window : str, Timedelta or int
+        Window length, e.g. ``"7D"``.
+    aggs : sequence of {"sum", "count", "mean"}
+    closed : {"right", "both", "left", "neither"}, default "right"
+    prefix : str, optional
+        Output columns are ``prefix + agg``; default ``f"{value}_rolling_"``.
+    """
+    if closed not in _CLOSED:
+        raise ConfigError(f"closed={closed!r}; use one of {list(_CLOSED)}", option="closed")
+    left, right = _CLOSED[closed]
+    names = _outputs("rolling", aggs, prefix or f"{value}_rolling_", ("sum", "count", "mean"))
+    bound = _rolling.bind(columns={"time": time, "value": value}, outputs=names, by=_keys(by),
+                          order_by=time, window=_span(window, df[time].dtype, "window"),
+                          left_closed=left, right_closed=right)
+    return bound(df)
+
+
+def _latest_rows(df: pd.DataFrame, by: list[str], order_by: str) -> pd.DataFrame:
+    return df.iloc[latest_per_key(hash_rows(df, by), df[order_by])]
+
+
+def dedup_latest(df, by, order_by: str):
+    """Keep the latest row of each key: greatest ``order_by``; ties keep the last row.
+
+    NaN, NaT and null ``order_by`` values lose to any value. Keys are compared
+    by their 64-bit :func:`~etl.kernels.hash_rows` hash. On Dask, "last row"
+    among exact ties depends on the shuffle; declare a unique ``order_by``.
+    """
+    keys = _keys(by)
+    if isinstance(df, pd.DataFrame):
+        return _latest_rows(df, keys, order_by)
+    from etl.frames.kernel_apply import map_by_key  # the only bridge to dask
+
+    return map_by_key(df, _latest_rows, keys, by=keys, order_by=order_by)
