@@ -1,0 +1,1 @@
+"""Staged files and the exactly-once Delta commit."""

@@ -1,0 +1,155 @@
+"""Data files of a Delta table: writing staged files on workers, reading live ones.
+
+A staged file has a name no other task can produce (the run id and a random
+uuid), lives in its partition folder, and is invisible until the driver commits
+it. Partition folder names never hold a raw value: values outside
+``[A-Za-z0-9._-]`` are replaced by a digest (Delta readers take partition
+values from the log, never from the path).
+
+Examples
+--------
+>>> partition_dir({"ship_month": "1995-03", "region": "a/b"})
+'ship_month=1995-03/region=_x0debd2558bca8fa0'
+>>> staged_run_id("ship_month=1995-03/part-r20261122T063000-1a2b3c4d-0f0e.snappy.parquet")
+'r20261122T063000-1a2b3c4d'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from etl.io.storage import Location
+
+_SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
+_STAGED = re.compile(r"part-(r[0-9]{8}T[0-9]{6}-[0-9a-f]{8})-[0-9a-f]+\.snappy\.parquet$")
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A live data file of the table: its path relative to the root and its partition values."""
+
+    path: str
+    partition_values: tuple  # sorted (column, string value or None) pairs
+    size: int = 0
+    num_records: int | None = None
+
+
+def partition_string(value: Any) -> str | None:
+    """A partition value in the string form the Delta log stores."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, (bool,)):
+        return "true" if value else "false"
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def partition_dir(values: Mapping[str, str | None]) -> str:
+    """The folder for a partition, safe whatever the values hold."""
+    parts = []
+    for col, val in values.items():
+        if val is None:
+            token = NULL_PARTITION
+        elif _SAFE.match(val):
+            token = val
+        else:
+            token = "_x" + hashlib.blake2b(val.encode(), digest_size=8).hexdigest()
+        parts.append(f"{col}={token}")
+    return "/".join(parts)
+
+
+def staged_name(run_id: str) -> str:
+    return f"part-{run_id}-{uuid.uuid4().hex}.snappy.parquet"
+
+
+def staged_run_id(path: str) -> str | None:
+    """The run that staged a file, from its name (None for files not written by etl)."""
+    m = _STAGED.search(path)
+    return m.group(1) if m else None
+
+
+def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, str | None],
+               run_id: str) -> dict:
+    """Write one staged data file; return the add action as a plain dict.
+
+    The partition columns are not stored in the file (Delta keeps them in the log).
+    """
+    data = table.drop_columns([c for c in partition_values if c in table.column_names])
+    folder = partition_dir(partition_values)
+    rel = f"{folder}/{staged_name(run_id)}" if folder else staged_name(run_id)
+    buf = io.BytesIO()
+    pq.write_table(data, buf, compression="snappy")
+    payload = buf.getvalue()
+    fs = root.fs
+    target = f"{root.path}/{rel}"
+    if folder:
+        fs.makedirs(f"{root.path}/{folder}", exist_ok=True)
+    fs.pipe_file(target, payload)
+    return {"path": rel, "size": len(payload), "partition_values": json.dumps(dict(partition_values)),
+            "modification_time": int(time.time() * 1000), "stats": json.dumps(file_stats(data)),
+            "num_records": data.num_rows}
+
+
+def file_stats(table: pa.Table) -> dict:
+    """Delta statistics (numRecords, min, max, nullCount) for the columns where they are exact."""
+    mins, maxs, nulls = {}, {}, {}
+    for name, col in zip(table.column_names, table.columns):
+        nulls[name] = col.null_count
+        typ = col.type
+        if col.null_count == len(col) or not (pa.types.is_integer(typ) or pa.types.is_floating(typ)
+                                                or pa.types.is_string(typ) or pa.types.is_date32(typ)):
+            continue
+        if pa.types.is_floating(typ) and pc.any(pc.is_nan(col)).as_py():
+            continue
+        mm = pc.min_max(col).as_py()
+        lo, hi = mm["min"], mm["max"]
+        if pa.types.is_string(typ) and (len(lo) > 32 or len(hi) > 32):
+            continue
+        if pa.types.is_date32(typ):
+            lo, hi = lo.isoformat(), hi.isoformat()
+        mins[name], maxs[name] = lo, hi
+    return {"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
+
+
+def read_file(root: Location, ref: FileRef, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """Read a live data file with its partition columns restored, in schema order."""
+    parts = dict(ref.partition_values)
+    wanted = columns or schema.names
+    in_file = [c for c in wanted if c not in parts]
+    table = pq.read_table(f"{root.path}/{ref.path}", columns=in_file, filesystem=root.fs)
+    arrays, fields = [], []
+    for name in wanted:
+        field = schema.field(name)
+        if name in parts:
+            arr = pa.array([parts[name]] * table.num_rows, pa.string())
+            arrays.append(arr if field.type == pa.string() else arr.cast(field.type))
+        elif name in table.column_names:
+            col = table.column(name)
+            arrays.append(col if col.type == field.type else col.cast(field.type))
+        else:  # a column added to the table after this file was written
+            arrays.append(pa.nulls(table.num_rows, field.type))
+        fields.append(pa.field(name, field.type, nullable=True))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def to_arrow(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """A pandas frame already checked against ``schema`` as an Arrow table."""
+    loose = pa.schema([pa.field(f.name, f.type, nullable=True) for f in schema])
+    return pa.Table.from_pandas(df[schema.names], schema=loose, preserve_index=False)

@@ -1,0 +1,92 @@
+"""Targets: the Delta table a pipeline commits to, and how.
+
+Three write modes:
+
+``merge``
+    Upsert by ``keys``: matched rows updated, unmatched inserted, rows flagged
+    by ``delete_when`` deleted. Duplicate source keys are resolved by
+    ``order_by`` (latest wins) or refused.
+``append``
+    Add the rows. Only for tables without keys: a blind append can duplicate a key.
+``overwrite``
+    Replace the table partitions the output touches, keep the others.
+
+Examples
+--------
+>>> t = Target.merge("lineitem", keys=["l_orderkey", "l_linenumber"],
+...                  partition_by=["ship_month"], order_by="l_updated_at")
+>>> t.mode, t.keys
+('merge', ('l_orderkey', 'l_linenumber'))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from etl.errors import ConfigError
+
+MODES = ("merge", "append", "overwrite")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The Delta table a pipeline writes.
+
+    Parameters
+    ----------
+    table : str
+        A table name (placed under the warehouse) or a full URL.
+    mode : {"merge", "append", "overwrite"}
+    keys : sequence of str
+        Merge keys (``merge`` only). Never null.
+    partition_by : sequence of str
+        Table partition columns.
+    order_by : str, optional
+        For duplicate source keys: the row with the greatest value wins.
+        Without it, duplicate keys are an error.
+    delete_when : str, optional
+        A boolean column of the transform's output (not of the schema): rows
+        where it is true delete their key from the table.
+    allow_new_columns : bool
+        Let a declared nullable column that the table lacks be added, as its
+        own schema-change commit. Off by default.
+    storage_options : mapping, optional
+        Store options; credentials belong in the environment.
+    """
+
+    table: str
+    mode: str = "merge"
+    keys: Sequence[str] = ()
+    partition_by: Sequence[str] = ()
+    order_by: str | None = None
+    delete_when: str | None = None
+    allow_new_columns: bool = False
+    storage_options: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(self.keys))
+        object.__setattr__(self, "partition_by", tuple(self.partition_by))
+        if self.mode not in MODES:
+            raise ConfigError(f"target {self.table!r}: unknown mode {self.mode!r}; expected one of {MODES}.")
+        if self.mode == "merge" and not self.keys:
+            raise ConfigError(f"target {self.table!r}: mode 'merge' needs keys=[...] to match rows on.")
+        if self.mode != "merge" and (self.keys or self.order_by or self.delete_when):
+            raise ConfigError(
+                f"target {self.table!r}: keys, order_by and delete_when apply to mode 'merge' only; "
+                f"found mode {self.mode!r}."
+            )
+        if self.mode == "overwrite" and not self.partition_by:
+            raise ConfigError(f"target {self.table!r}: mode 'overwrite' replaces partitions; declare partition_by.")
+
+    @classmethod
+    def merge(cls, table: str, keys: Sequence[str], **kw: Any) -> "Target":
+        return cls(table, "merge", keys=keys, **kw)
+
+    @classmethod
+    def append(cls, table: str, **kw: Any) -> "Target":
+        return cls(table, "append", **kw)
+
+    @classmethod
+    def overwrite(cls, table: str, partition_by: Sequence[str], **kw: Any) -> "Target":
+        return cls(table, "overwrite", partition_by=partition_by, **kw)

@@ -1,0 +1,1 @@
+"""Demo input for the example pipelines, generated with numpy (no download)."""

@@ -1,0 +1,1 @@
+"""Reading sources and reaching storage (local disk, object stores)."""

@@ -1,0 +1,134 @@
+"""Planning a run: resolve the batch's inputs and its target, without running anything.
+
+A :class:`Plan` is plain data: the sources pinned to files or table versions,
+the target table, write mode, keys and partitioning, the batch identity that
+makes the commit idempotent, and (on request) the table partitions the output
+would touch. ``etl plan`` prints it; ``etl run`` executes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from etl.define.pipeline import Pipeline, RunContext
+from etl.errors import ConfigError
+from etl.io.sources import ResolvedSource, is_empty, resolve
+from etl.io.storage import Location, is_local, redact
+
+DEFAULT_WAREHOUSE = "warehouse"
+
+
+def default_warehouse() -> str:
+    return os.environ.get("ETL_WAREHOUSE", DEFAULT_WAREHOUSE)
+
+
+def parse_date(value: str | None, today: dt.date | None = None) -> str | None:
+    """``YYYY-MM-DD``, ``today`` or ``yesterday`` (UTC) to ``YYYY-MM-DD``; None stays None.
+
+    Examples
+    --------
+    >>> parse_date("yesterday", today=dt.date(2026, 3, 1))
+    '2026-02-28'
+    """
+    if value is None:
+        return None
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    if value == "today":
+        return today.isoformat()
+    if value == "yesterday":
+        return (today - dt.timedelta(days=1)).isoformat()
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ConfigError(f"--date {value!r} is not a date: expected YYYY-MM-DD, 'today' or 'yesterday'.",
+                          value=value) from None
+
+
+def table_url(table: str, warehouse: str) -> str:
+    """A target's table URL: as given if it is a URL or absolute path, else under the warehouse."""
+    if "://" in table or os.path.isabs(table):
+        return table
+    return f"{warehouse.rstrip('/')}/{table}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run of a pipeline would do."""
+
+    pipeline: Pipeline
+    date: str | None
+    warehouse: str
+    sources: dict  # name -> ResolvedSource
+    target: Location
+    params: dict = field(default_factory=dict)
+    touched_partitions: list | None = None
+
+    @property
+    def batch(self) -> str:
+        return self.date or "all"
+
+    def input_fingerprint(self) -> str:
+        h = hashlib.blake2b(digest_size=8)
+        h.update(json.dumps([[n, s.fingerprint()] for n, s in sorted(self.sources.items())]).encode())
+        h.update(json.dumps([redact(self.target.url), self.pipeline.target.mode,
+                             sorted(self.params.items())], default=str).encode())
+        return h.hexdigest()
+
+    def app_id(self, nonce: str = "") -> str:
+        """The Delta app transaction id of this batch: pipeline, batch, and a digest of target and inputs."""
+        return f"etl:{self.pipeline.name}:{self.batch}:{self.input_fingerprint()}{':' + nonce if nonce else ''}"
+
+    def context(self, run_id: str = "") -> RunContext:
+        return RunContext(date=self.date, warehouse=self.warehouse, params=dict(self.params), run_id=run_id)
+
+    def to_dict(self) -> dict:
+        t = self.pipeline.target
+        return {
+            "pipeline": self.pipeline.name,
+            "batch": self.batch,
+            "date": self.date,
+            "sources": [{**s.describe(), "paths": [redact(f[0]) for f in s.files[:50]]}
+                        for s in self.sources.values()],
+            "target": redact(self.target.url),
+            "mode": t.mode,
+            "merge_keys": list(t.keys),
+            "partition_by": list(t.partition_by),
+            "order_by": t.order_by,
+            "delete_when": t.delete_when,
+            "schema": self.pipeline.table_schema.describe(),
+            "app_id": self.app_id(),
+            "touched_partitions": self.touched_partitions,
+        }
+
+
+def make_plan(pipeline: Pipeline, *, date: str | None = None, warehouse: str | None = None,
+              params: dict | None = None, generate_demo: bool = True) -> Plan:
+    """Resolve a run of ``pipeline``; demo input is generated first when the sources are empty."""
+    warehouse = warehouse or default_warehouse()
+    wh = Location(warehouse).url if is_local(warehouse) else warehouse.rstrip("/")
+    date = parse_date(date)
+    sources = {n: resolve(n, s, wh, date) for n, s in pipeline.sources.items()}
+    if generate_demo and pipeline.demo is not None and any(is_empty(s) for s in sources.values()):
+        pipeline.demo(RunContext(date=date, warehouse=wh, params=dict(params or {})))
+        sources = {n: resolve(n, s, wh, date) for n, s in pipeline.sources.items()}
+    target = Location(table_url(pipeline.target.table, wh), pipeline.target.storage_options)
+    return Plan(pipeline, date, wh, sources, target, dict(params or {}))
+
+
+def with_touched_partitions(plan: Plan, output) -> Plan:
+    """The plan plus the table partitions the output would touch (computes only those columns)."""
+    cols = list(plan.pipeline.target.partition_by)
+    if not cols:
+        return Plan(**{**plan.__dict__, "touched_partitions": []})
+    values = output[cols].drop_duplicates().compute()
+    touched = sorted(({c: (None if v is None else str(v)) for c, v in zip(cols, row)}
+                      for row in values.itertuples(index=False)), key=lambda d: json.dumps(d))
+    return Plan(**{**plan.__dict__, "touched_partitions": touched})
+
+
+def describe_sources(sources: dict[str, ResolvedSource]) -> list[dict]:
+    return [s.describe() for s in sources.values()]

@@ -1,0 +1,1 @@
+"""Decision logic kept apart from I/O: retry policy (and, later, the run ledger and planner)."""

@@ -1,0 +1,1 @@
+"""Running pipelines on a Dask cluster: stage files in parallel, commit once."""

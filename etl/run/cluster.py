@@ -1,0 +1,79 @@
+"""Getting a Dask client: one you pass, a scheduler address, or an in-process LocalCluster.
+
+We never schedule work ourselves: Dask's distributed scheduler does, locally
+or on a remote cluster started with Dask's own deployment tools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Iterator
+
+from etl.errors import ClusterError
+
+log = logging.getLogger("etl.cluster")
+
+
+def local_cluster_size() -> int:
+    return int(os.environ.get("ETL_WORKERS", min(4, os.cpu_count() or 1)))
+
+
+@contextlib.contextmanager
+def connect(client=None, scheduler: str | None = None, security=None,
+            n_workers: int | None = None) -> Iterator[object]:
+    """Yield a ``distributed.Client``; close what this function opened.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        Used as is and left open (a notebook's client).
+    scheduler : str, optional
+        ``tcp://host:8786`` or ``tls://...``: connect to a running cluster.
+    security : distributed.Security, optional
+        TLS settings for ``tls://`` schedulers.
+    n_workers : int, optional
+        Workers of the in-process LocalCluster (default: ``ETL_WORKERS`` or up to 4).
+    """
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if scheduler:
+        try:
+            remote = Client(scheduler, timeout="15s", security=security, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"cannot reach the Dask scheduler at {scheduler}: {exc}. Check that "
+                               "'dask scheduler' runs there and the address/port/TLS settings are right.",
+                               scheduler=scheduler) from None
+        try:
+            log.info("connected to scheduler %s (dashboard %s)", scheduler, remote.dashboard_link)
+            with remote.as_current():
+                yield remote
+        finally:
+            remote.close()
+        return
+    workers = n_workers or local_cluster_size()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster, set_as_default=False) as local:
+        log.info("started a local Dask cluster: %d workers, dashboard %s", workers, local.dashboard_link)
+        with local.as_current():
+            yield local
+
+
+def ship_code(client, module_file: str | None) -> None:
+    """Upload a pipeline module to every worker (current and future) under its import name."""
+    if not module_file or client is None:
+        return
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from etl.define.registry import module_name
+
+    with tempfile.TemporaryDirectory(prefix="etl-ship-") as tmp:
+        copy = Path(tmp) / f"{module_name(module_file)}.py"
+        shutil.copyfile(module_file, copy)
+        client.upload_file(str(copy), load=True)

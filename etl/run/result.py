@@ -1,0 +1,62 @@
+"""The result of a run: figures for the summary, the notebook and the nightly job."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did.
+
+    ``status`` is ``committed`` (a new table version), ``skipped`` (this batch,
+    with this input, was already committed: nothing written) or ``unchanged``
+    (nothing to write: every row already as in the table).
+    """
+
+    pipeline: str
+    run_id: str
+    batch: str
+    table: str
+    status: str
+    version: int | None
+    app_id: str
+    rows_read: int | None = None
+    rows_in: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    duplicates_dropped: int = 0
+    files_added: int = 0
+    files_removed: int = 0
+    attempts: int = 0
+    recomputed: int = 0
+    wall_seconds: float = 0.0
+    stages: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        def n(v):
+            return "-" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+
+        return [("pipeline", self.pipeline), ("batch", self.batch), ("status", self.status),
+                ("table", self.table), ("version", n(self.version)), ("rows read", n(self.rows_read)),
+                ("rows in", n(self.rows_in)), ("inserted", n(self.inserted)), ("updated", n(self.updated)),
+                ("deleted", n(self.deleted)), ("unchanged", n(self.unchanged)),
+                ("duplicates dropped", n(self.duplicates_dropped)),
+                ("files added/removed", f"{self.files_added}/{self.files_removed}"),
+                ("commit attempts", n(self.attempts)), ("wall time", f"{self.wall_seconds:.2f} s"),
+                ("run id", self.run_id)]
+
+    def __str__(self) -> str:
+        width = max(len(k) for k, _ in self.summary_rows())
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in self.summary_rows())
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in self.summary_rows())
+        return f"<table>{rows}</table>"

@@ -1,0 +1,169 @@
+"""Running a pipeline: plan, stage on the cluster, commit once, report.
+
+Flow: resolve the batch (``etl.planning``) → skip at once if its app transaction
+is already in the table → build the Dask graph from the sources and the
+transform → conform every partition to the schema → stage files on the workers
+(merge, append or overwrite) → one exactly-once commit → :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from etl.commit import cleanup
+from etl.commit.lineage import commit_metadata
+from etl.commit.merge import MergeSpec
+from etl.commit.table import ensure_table, open_table, snapshot
+from etl.commit.transaction import Outcome, commit, version_with_txn
+from etl.define.pipeline import Pipeline
+from etl.define.registry import load
+from etl.errors import ClusterError, EtlError
+from etl.io import sources as io_sources
+from etl.planning.planner import Plan, make_plan
+from etl.policy.retry import RetryPolicy
+from etl.run.cluster import connect, ship_code
+from etl.run.result import RunResult
+from etl.run.stage import MergeStager, conformed, replan_overwrite, stage_append
+
+log = logging.getLogger("etl.run")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("r%Y%m%dT%H%M%S-") + secrets.token_hex(4)
+
+
+def build_output(plan: Plan, run_id: str = ""):
+    """The transform's output as a lazy Dask DataFrame (nothing computed)."""
+    frames = {name: io_sources.read(rs) for name, rs in plan.sources.items()}
+    p = plan.pipeline
+    import inspect
+
+    kwargs: dict[str, Any] = dict(frames)
+    if "ctx" in inspect.signature(p.transform).parameters:
+        kwargs["ctx"] = plan.context(run_id)
+    return p.transform(**kwargs)
+
+
+def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | None = None,
+        client=None, scheduler: str | None = None, params: dict | None = None, force: bool = False,
+        retry: RetryPolicy | None = None, hook: Callable[[str], None] | None = None) -> RunResult:
+    """Run a pipeline once and commit its batch exactly once.
+
+    Parameters
+    ----------
+    pipeline : str or Pipeline
+        A pipeline object or a name found on the pipeline search path.
+    date : str, optional
+        Batch date ``YYYY-MM-DD`` (or ``today``/``yesterday``); None reads all input.
+    warehouse : str, optional
+        Warehouse root; default ``ETL_WAREHOUSE`` or ``./warehouse``.
+    client : distributed.Client, optional
+        Run on this client (e.g. a notebook's) instead of starting a cluster.
+    scheduler : str, optional
+        Address of a running Dask scheduler.
+    params : dict, optional
+        Free parameters, passed to the transform's ``ctx`` and recorded in the commit.
+    force : bool
+        Commit again even if this batch with this input was committed before.
+    retry : RetryPolicy, optional
+        Commit retry policy; default from the environment.
+    hook : callable, optional
+        Fault-injection point for tests, called as ``hook(point)``.
+
+    Returns
+    -------
+    RunResult
+    """
+    t0 = time.perf_counter()
+    p = load(pipeline) if isinstance(pipeline, str) else pipeline
+    plan = make_plan(p, date=date, warehouse=warehouse, params=params)
+    run_id = new_run_id()
+    app_id = plan.app_id(nonce=run_id if force else "")
+    existing = open_table(plan.target)
+    if existing is not None and existing.transaction_version(app_id) is not None:
+        log.info("batch %s of %s already committed (%s); nothing to do", plan.batch, p.name, app_id)
+        return RunResult(p.name, run_id, plan.batch, str(plan.target), "skipped",
+                         version_with_txn(existing, app_id), app_id, wall_seconds=time.perf_counter() - t0)
+    with connect(client=client, scheduler=scheduler) as active:
+        ship_code(active, p.module_file)
+        return _execute(plan, run_id, app_id, retry or RetryPolicy.from_env(), hook, t0)
+
+
+def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0: float) -> RunResult:
+    p, target = plan.pipeline, plan.pipeline.target
+    schema = p.table_schema.arrow
+    dt = ensure_table(plan.target, schema, list(target.partition_by), target.allow_new_columns)
+    cleanup.take_lease(plan.target, run_id)
+    try:
+        outcome, stages = _stage_and_commit(plan, run_id, app_id, policy, hook, dt, schema)
+    except BaseException as exc:
+        removed = _safe_remove(plan, run_id)
+        log.error("run %s failed (%s); removed %d staged file(s), table unchanged", run_id,
+                  type(exc).__name__, removed)
+        if isinstance(exc, EtlError) or not isinstance(exc, Exception):
+            raise
+        if type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+            raise ClusterError(f"the Dask cluster lost the work of run {run_id}: {exc}. The table is unchanged; "
+                               "rerun the same command.", run_id=run_id) from exc
+        raise
+    finally:
+        cleanup.release_lease(plan.target, run_id)
+    counts = outcome.staged.counts if outcome.staged else {}
+    status = "committed" if outcome.committed else "skipped"
+    return RunResult(
+        p.name, run_id, plan.batch, str(plan.target), status, outcome.version, app_id,
+        rows_read=stages.get("rows_read"), rows_in=counts.get("rows_in", 0), inserted=counts.get("inserted", 0),
+        updated=counts.get("updated", 0), deleted=counts.get("deleted", 0),
+        unchanged=counts.get("unchanged", 0), duplicates_dropped=counts.get("duplicates_dropped", 0),
+        files_added=counts.get("files_added", 0), files_removed=counts.get("files_removed", 0),
+        attempts=outcome.attempts, recomputed=outcome.recomputed, wall_seconds=time.perf_counter() - t0,
+        stages=stages)
+
+
+def _stage_and_commit(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, dt,
+                      schema) -> tuple[Outcome, dict]:
+    p, target = plan.pipeline, plan.pipeline.target
+    stages: dict = {"rows_read": _rows_read(plan)}
+    ts = time.perf_counter()
+    data = conformed(build_output(plan, run_id), schema, target.delete_when, target.keys).persist()
+    spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id)
+    snap = snapshot(dt, list(target.keys))
+    if target.mode == "merge":
+        stager = MergeStager(data, spec)
+        staged, replan = stager.stage(snap), stager.replan
+    else:
+        staged = stage_append(data, spec, snap, overwrite=target.mode == "overwrite")
+        replan = replan_overwrite if target.mode == "overwrite" else (lambda s, now: s)
+    stages["stage_seconds"] = round(time.perf_counter() - ts, 3)
+    metadata = commit_metadata(run_id=run_id, pipeline=p.name, batch=plan.batch, app_id=app_id,
+                               params=plan.params, sources=[s.describe() for s in plan.sources.values()],
+                               counts={k: v for k, v in staged.counts.items()}, module_file=p.module_file,
+                               operation=target.mode.upper())
+    tc = time.perf_counter()
+    outcome = commit(plan.target, schema, list(target.partition_by), app_id, metadata, staged, replan, policy,
+                     key_columns=list(target.keys), hook=hook)
+    stages["commit_seconds"] = round(time.perf_counter() - tc, 3)
+    return outcome, stages
+
+
+def _rows_read(plan: Plan) -> int | None:
+    """Rows in the batch's input, from Parquet footers and Delta statistics; None if unknown (CSV/JSON)."""
+    total = 0
+    for rs in plan.sources.values():
+        n = io_sources.count_rows(rs)
+        if n is None:
+            return None
+        total += n
+    return total
+
+
+def _safe_remove(plan: Plan, run_id: str) -> int:
+    try:
+        return cleanup.remove_run_files(plan.target, run_id)
+    except Exception as exc:  # never hide the run's own error behind a cleanup error
+        log.warning("could not remove staged files of %s: %s; 'etl clean' will", run_id, exc)
+        return 0

@@ -1,0 +1,245 @@
+"""Staging a batch on the cluster: conform, locate keys, route rows, write files.
+
+Nothing here commits. Every function returns the add/remove actions of files
+written by workers with unique names, plus counts; only those returned paths
+may ever be committed (a task run twice leaves an orphan, never a duplicate).
+
+MERGE at cluster scale, in four steps:
+
+1. ``conform``: each output partition is checked against the schema and gets
+   a 64-bit key hash (workers, in parallel).
+2. ``locate``: one task per live table file that could hold a batch key (file
+   statistics prune the rest) reads only the key columns and returns the
+   batch keys it holds.
+3. ``route``: each source row gets a group: the file holding its key, or a
+   bucket of new keys; one shuffle makes every group whole in one partition.
+4. ``apply``: each group is merged copy-on-write into its file
+   (:func:`etl.commit.merge.merge_group`), in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from etl.define.schema import to_pandas
+
+from etl.commit.files import FileRef, partition_string, read_file
+from etl.commit.keys import hash_keys
+from etl.commit.merge import COUNTS, GroupResult, MergeSpec, merge_group, write_rows
+from etl.commit.table import Snapshot
+from etl.commit.transaction import Staged, discard
+from etl.commit.validate import DELETE_COL, HASH_COL, conform
+
+GROUP_COL = "_etl_group"
+ROWS_PER_NEW_BUCKET = 2_000_000
+ACTION_META = pd.DataFrame({"kind": pd.Series([], dtype=object), "path": pd.Series([], dtype=object),
+                            "size": pd.Series([], dtype="int64"),
+                            "partition_values": pd.Series([], dtype=object),
+                            "modification_time": pd.Series([], dtype="int64"),
+                            "stats": pd.Series([], dtype=object)})
+
+
+# ------------------------------------------------------------------ 1. conform
+
+def _conform_partition(df: pd.DataFrame, schema: pa.Schema, delete_when: str | None,
+                       keys: tuple) -> pd.DataFrame:
+    out = to_pandas(conform(df, schema, delete_when=delete_when))
+    if keys:
+        out[HASH_COL] = hash_keys(out, list(keys))
+    return out
+
+
+def conformed(out: dd.DataFrame, schema: pa.Schema, delete_when: str | None, keys: tuple) -> dd.DataFrame:
+    """The transform's output checked against ``schema``, with key hashes for MERGE."""
+    meta = to_pandas(schema.empty_table())
+    if delete_when:
+        meta[DELETE_COL] = pd.Series([], dtype=bool)
+    if keys:
+        meta[HASH_COL] = pd.Series([], dtype="uint64")
+    return out.map_partitions(_conform_partition, schema, delete_when, tuple(keys), meta=meta,
+                              enforce_metadata=False)
+
+
+# ------------------------------------------------------------------ results of tasks
+
+def _result_frame(res: GroupResult) -> pd.DataFrame:
+    rows = [{"kind": "add", **{k: a[k] for k in ("path", "size", "partition_values", "modification_time",
+                                                   "stats")}} for a in res.adds]
+    rows += [{"kind": "remove", "path": r["path"], "size": r["size"], "partition_values": r["partition_values"],
+              "modification_time": 0, "stats": ""} for r in res.removes]
+    rows += [{"kind": "count", "path": k, "size": int(v), "partition_values": "", "modification_time": 0,
+              "stats": ""} for k, v in res.counts.items()]
+    return pd.DataFrame(rows, columns=ACTION_META.columns).astype(ACTION_META.dtypes.to_dict())
+
+
+def _collect(actions: pd.DataFrame) -> tuple[list, list, dict]:
+    adds = actions[actions.kind == "add"].drop(columns="kind").to_dict("records")
+    removes = actions[actions.kind == "remove"].drop(columns="kind").to_dict("records")
+    counts = Counter({k: 0 for k in COUNTS})
+    for name, value in actions.loc[actions.kind == "count", ["path", "size"]].itertuples(index=False):
+        counts[name] += int(value)
+    return adds, removes, dict(counts)
+
+
+# ------------------------------------------------------------------ append / overwrite
+
+def _write_partition(df: pd.DataFrame, spec: MergeSpec) -> pd.DataFrame:
+    res = GroupResult(adds=write_rows(spec, df))
+    res.counts.update(rows_in=len(df), inserted=len(df), files_added=len(res.adds))
+    return _result_frame(res)
+
+
+def stage_append(data: dd.DataFrame, spec: MergeSpec, snap: Snapshot, overwrite: bool) -> Staged:
+    """Write every partition's rows as new files; for overwrite, remove the partitions they touch."""
+    actions = data.map_partitions(_write_partition, spec, meta=ACTION_META).compute()
+    adds, _, counts = _collect(actions)
+    if not overwrite:
+        return Staged(adds, [], snap, counts)
+    touched = {a["partition_values"] for a in adds}
+    return _overwrite_staged(adds, counts, snap, touched)
+
+
+def _overwrite_staged(adds: list, counts: dict, snap: Snapshot, touched: set) -> Staged:
+    norm = {json.dumps(dict(sorted(json.loads(t).items()))) for t in touched}
+
+    def in_touched(ref: FileRef, stats=None) -> bool:
+        return json.dumps(dict(sorted(ref.partition_values))) in norm
+
+    removes = [{"path": r.path, "size": r.size, "partition_values": json.dumps(dict(r.partition_values))}
+               for r in snap.files.values() if in_touched(r)]
+    counts = {**counts, "deleted": int(sum(snap.files[r["path"]].num_records or 0 for r in removes)),
+              "files_removed": len(removes)}
+    return Staged(adds, removes, snap, counts, depends_on=in_touched)
+
+
+def replan_overwrite(staged: Staged, now: Snapshot) -> Staged:
+    """Overwrite after a concurrent commit: same new files, removes listed again."""
+    touched = {a["partition_values"] for a in staged.adds}
+    return _overwrite_staged(staged.adds, staged.counts, now, touched)
+
+
+# ------------------------------------------------------------------ merge
+
+def _locate(spec: MergeSpec, ref: FileRef, hashes: np.ndarray) -> np.ndarray:
+    table = read_file(spec.root, ref, spec.schema, columns=list(spec.keys))
+    file_hashes = hash_keys(to_pandas(table), list(spec.keys))
+    found = file_hashes[np.isin(file_hashes, hashes)]
+    return np.unique(found)
+
+
+def _route(df: pd.DataFrame, routes: pd.Series, first_bucket: int, buckets: int) -> pd.DataFrame:
+    group = routes.reindex(df[HASH_COL].to_numpy())
+    new = (df[HASH_COL].to_numpy() % np.uint64(buckets)).astype("int64") + first_bucket
+    out = df.copy()
+    out[GROUP_COL] = np.where(group.isna().to_numpy(), new, group.fillna(-1).to_numpy()).astype("int64")
+    return out
+
+
+def _apply(df: pd.DataFrame, spec: MergeSpec, group_files: dict) -> pd.DataFrame:
+    total = GroupResult()
+    for gid, rows in df.groupby(GROUP_COL, sort=True):
+        files = group_files.get(int(gid), [])
+        total.extend(merge_group(spec, rows.drop(columns=[GROUP_COL, HASH_COL]), files))
+    return _result_frame(total)
+
+
+def _overlaps(stats: dict, lo: dict, hi: dict) -> bool:
+    for col, (fmin, fmax) in stats.items():
+        if col in lo and lo[col] is not None and fmin is not None:
+            try:
+                if fmax < lo[col] or fmin > hi[col]:
+                    return False
+            except TypeError:
+                continue
+    return True
+
+
+class MergeStager:
+    """Stages one MERGE batch; can redo it against a newer snapshot after a conflict."""
+
+    def __init__(self, data: dd.DataFrame, spec: MergeSpec):
+        self.data, self.spec = data, spec
+        key_frame = data[[*spec.keys, HASH_COL]]
+        hashes, lo, hi, n = dask.compute(key_frame[HASH_COL], key_frame[list(spec.keys)].min(),
+                                         key_frame[list(spec.keys)].max(), key_frame.shape[0])
+        self.hashes = np.unique(hashes.to_numpy(np.uint64))
+        self.rows = int(n)
+        self.lo = {k: _stat_value(v) for k, v in lo.items()}
+        self.hi = {k: _stat_value(v) for k, v in hi.items()}
+        part_keys = [k for k in spec.keys if k in spec.partition_by]
+        self.part_values = {k: set(partition_string(v) for v in
+                                   data[k].drop_duplicates().compute().tolist()) for k in part_keys}
+
+    def could_hold(self, ref: FileRef, stats: dict) -> bool:
+        """Whether a table file may hold one of the batch's keys."""
+        pv = dict(ref.partition_values)
+        if any(pv.get(k) not in vals for k, vals in self.part_values.items()):
+            return False
+        return _overlaps(stats, self.lo, self.hi)
+
+    def stage(self, snap: Snapshot) -> Staged:
+        spec = self.spec
+        candidates = [ref for p, ref in snap.files.items() if self.could_hold(ref, snap.stats.get(p, {}))]
+        hashes = dask.delayed(self.hashes, name="etl-batch-key-hashes")
+        found = dask.compute(*[dask.delayed(_locate)(spec, ref, hashes) for ref in candidates])
+        groups = _union_groups([(ref, h) for ref, h in zip(candidates, found) if len(h)])
+        pairs = [(h, gid) for gid, (_, hs) in enumerate(groups) for h in hs]
+        routes = pd.Series(np.array([g for _, g in pairs], dtype="float64"),
+                           index=pd.Index(np.array([h for h, _ in pairs], dtype=np.uint64)))
+        buckets = max(1, -(-(self.rows - len(routes)) // ROWS_PER_NEW_BUCKET))
+        group_files = {gid: refs for gid, (refs, _) in enumerate(groups)}
+        routed = self.data.map_partitions(_route, routes, len(groups), buckets,
+                                          meta=self.data._meta.assign(**{GROUP_COL: pd.Series([], dtype="int64")}))
+        nparts = max(1, min(len(groups) + buckets, max(self.data.npartitions, 8)))
+        shuffled = routed.shuffle(on=GROUP_COL, npartitions=nparts)
+        actions = shuffled.map_partitions(_apply, spec, group_files, meta=ACTION_META).compute()
+        adds, removes, counts = _collect(actions)
+        counts["files_scanned"] = len(candidates)
+        return Staged(adds, removes, snap, counts, depends_on=self.could_hold)
+
+    def replan(self, staged: Staged, now: Snapshot) -> Staged:
+        discard(self.spec.root, staged, now.paths)
+        return self.stage(now)
+
+
+def _stat_value(v):
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, pd.Timestamp):
+        return None  # timestamps carry no exact file statistics; never prune on them
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    return v
+
+
+def _union_groups(found: list) -> list:
+    """Group files that share a key hash (a hash collision or a broken invariant) into one task."""
+    parent = list(range(len(found)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict = {}
+    for i, (_, hs) in enumerate(found):
+        for h in hs.tolist():
+            j = owner.setdefault(h, i)
+            if j != i:
+                parent[root(i)] = root(j)
+    groups: dict = {}
+    for i, (ref, hs) in enumerate(found):
+        refs, hashes = groups.setdefault(root(i), ([], set()))
+        refs.append(ref)
+        hashes.update(hs.tolist())
+    return list(groups.values())
