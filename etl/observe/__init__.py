@@ -1,0 +1,1 @@
+"""Observability: logs, figures and progress."""
