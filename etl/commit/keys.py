@@ -23,26 +23,46 @@ def hash_keys(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
 
 def resolve_duplicates(df: pd.DataFrame, keys: list[str], order_by: str | None,
                        where: str = "the source batch") -> tuple[pd.DataFrame, int]:
-    """One row per key: the latest by ``order_by`` (ties: the later row), or an error.
+    """One row per key: the latest by ``order_by``, or an error.
 
-    Returns the deduplicated frame and the number of rows dropped.
+    Rows that are exact copies of each other are always collapsed. Returns the
+    deduplicated frame and the number of rows dropped.
 
     Raises
     ------
     DuplicateKeyError
-        Duplicate keys and no ``order_by`` declared; the message shows some of them.
+        Different rows share a key and no ``order_by`` is declared, or the
+        latest rows of a key tie on ``order_by`` (which one wins would depend on
+        how the input happened to be partitioned).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"k": [1, 1, 2], "ts": [1, 2, 1], "v": ["old", "new", "x"]})
+    >>> out, dropped = resolve_duplicates(df, ["k"], "ts")
+    >>> out["v"].tolist(), dropped
+    (['new', 'x'], 1)
     """
+    if not df.duplicated(subset=keys, keep=False).any():
+        return df, 0
+    n = len(df)
+    df = df.drop_duplicates()
     dup = df.duplicated(subset=keys, keep=False)
     if not dup.any():
-        return df, 0
+        return df, n - len(df)
     if order_by is None:
-        sample = df.loc[dup, keys].drop_duplicates().head(3).to_dict("records")
-        raise DuplicateKeyError(
-            f"{where} holds {int(dup.sum())} rows sharing {len(df.loc[dup, keys].drop_duplicates())} merge "
-            f"key(s) {keys}, e.g. {sample}. Declare order_by= on the Target so the latest row wins, "
-            "or deduplicate in the transform.", keys=list(keys), examples=sample)
-    pos = "_etl_pos"
-    ranked = df.assign(**{pos: np.arange(len(df))}).sort_values([order_by, pos], na_position="first",
-                                                                  kind="stable")
-    kept = ranked.drop_duplicates(subset=keys, keep="last").sort_values(pos).drop(columns=pos)
-    return kept, len(df) - len(kept)
+        _refuse(df.loc[dup], keys, where, "Declare order_by= on the Target so the latest row wins, "
+                                          "or deduplicate in the transform.")
+    latest = df.groupby(keys, sort=False, dropna=False)[order_by].transform("max")
+    top = df[(df[order_by] == latest) | (latest.isna() & df[order_by].isna())]
+    tied = top.duplicated(subset=keys, keep=False)
+    if tied.any():
+        _refuse(top.loc[tied], keys, where, f"The latest rows of these keys tie on {order_by!r}; make "
+                                            f"{order_by!r} unique per key, or deduplicate in the transform.")
+    return top, n - len(top)
+
+
+def _refuse(rows: pd.DataFrame, keys: list[str], where: str, what_to_do: str) -> None:
+    sample = rows[keys].drop_duplicates().head(3).to_dict("records")
+    raise DuplicateKeyError(
+        f"{where} holds {len(rows)} different rows sharing {len(rows[keys].drop_duplicates())} merge key(s) "
+        f"{keys}, e.g. {sample}. {what_to_do}", keys=list(keys), examples=sample)

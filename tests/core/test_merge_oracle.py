@@ -1,0 +1,119 @@
+"""MERGE on a real LocalCluster against a pandas oracle: duplicates, nulls, new partitions, moves, deletes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import etl
+from tests.core.helpers import (data_files_on_disk, live_files, make_pipeline, oracle, random_batch,
+                                table_frame, write_batch)
+
+
+def test_sequence_of_batches_equals_pandas_oracle(client, warehouse):
+    rng = np.random.default_rng(7)
+    p = make_pipeline()
+    batches = []
+    for day in range(1, 5):
+        batch = random_batch(rng, 150, parts=3 + day, ts0=day * 1000)  # later days reach new partitions
+        write_batch(warehouse, f"2026-01-0{day}", batch)
+        batches.append(batch)
+        result = etl.run(p, date=f"2026-01-0{day}", warehouse=warehouse, client=client)
+        assert result.status == "committed"
+        got = table_frame(f"{warehouse}/t")
+        want = oracle(batches)
+        pd.testing.assert_frame_equal(got, want)
+        assert not got.duplicated(["k1", "k2"]).any()
+    # every live file exists; no file of the table is both live and missing
+    assert live_files(f"{warehouse}/t") <= data_files_on_disk(f"{warehouse}/t")
+
+
+def test_counts_add_up(client, warehouse):
+    rng = np.random.default_rng(3)
+    p = make_pipeline()
+    first = random_batch(rng, 100, delete_frac=0.0)
+    write_batch(warehouse, "2026-01-01", first)
+    r1 = etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
+    distinct = first.drop_duplicates(["k1", "k2"]).shape[0]
+    assert (r1.inserted, r1.updated, r1.deleted) == (distinct, 0, 0)
+    assert r1.duplicates_dropped == len(first) - distinct
+    assert r1.rows_read == r1.rows_in == len(first)
+
+    table = table_frame(f"{warehouse}/t")
+    second = table.head(10).assign(v=999.0, ts=10_000 + np.arange(10), op_delete=False)
+    second = pd.concat([second, table.iloc[10:13].assign(ts=20_000, op_delete=True),
+                        table.iloc[13:16].assign(ts=30_000, op_delete=False)], ignore_index=True)
+    write_batch(warehouse, "2026-01-02", second, files=1)
+    r2 = etl.run(p, date="2026-01-02", warehouse=warehouse, client=client)
+    # rows 13..15 differ only by ts, which is a column: they are updates too
+    assert (r2.updated, r2.deleted, r2.inserted) == (13, 3, 0)
+    assert len(table_frame(f"{warehouse}/t")) == len(table) - 3
+
+
+def test_identical_update_rewrites_nothing(client, warehouse):
+    rng = np.random.default_rng(11)
+    p = make_pipeline()
+    first = random_batch(rng, 80, delete_frac=0.0)
+    write_batch(warehouse, "2026-01-01", first)
+    etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
+    before = live_files(f"{warehouse}/t")
+    same = table_frame(f"{warehouse}/t").assign(op_delete=False)
+    write_batch(warehouse, "2026-01-02", same)
+    r = etl.run(p, date="2026-01-02", warehouse=warehouse, client=client)
+    assert (r.updated, r.inserted, r.unchanged, r.files_added, r.files_removed) == (0, 0, len(same), 0, 0)
+    assert live_files(f"{warehouse}/t") == before
+
+
+def test_key_moving_to_another_partition_leaves_one_row(client, warehouse):
+    p = make_pipeline()
+    base = pd.DataFrame({"k1": [1, 2], "k2": ["a", "a"], "part": ["p0", "p0"], "v": [1.0, 2.0],
+                         "s": ["x", "y"], "ts": [1, 1], "op_delete": [False, False]})
+    write_batch(warehouse, "2026-01-01", base, files=1)
+    etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
+    moved = base.iloc[[0]].assign(part="p9", ts=2)
+    write_batch(warehouse, "2026-01-02", moved, files=1)
+    r = etl.run(p, date="2026-01-02", warehouse=warehouse, client=client)
+    got = table_frame(f"{warehouse}/t")
+    assert r.updated == 1
+    assert got[["k1", "part"]].values.tolist() == [[1, "p9"], [2, "p0"]]
+
+
+def test_duplicate_keys_without_order_by_are_refused(client, warehouse):
+    p = make_pipeline(order_by=None)
+    dup = pd.DataFrame({"k1": [1, 1], "k2": ["a", "a"], "part": ["p0", "p0"], "v": [1.0, 2.0],
+                        "s": ["x", "y"], "ts": [1, 2], "op_delete": [False, False]})
+    write_batch(warehouse, "2026-01-01", dup, files=2)
+    with pytest.raises(etl.DuplicateKeyError, match="order_by") as info:
+        etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
+    assert info.value.examples == [{"k1": 1, "k2": "a"}]
+    assert data_files_on_disk(f"{warehouse}/t") == set()  # nothing staged survives, nothing committed
+
+
+def test_latest_rows_tied_on_order_by_are_refused(client, warehouse):
+    p = make_pipeline()
+    tie = pd.DataFrame({"k1": [1, 1], "k2": ["a", "a"], "part": ["p0", "p0"], "v": [1.0, 2.0],
+                        "s": ["x", "y"], "ts": [5, 5], "op_delete": [False, False]})
+    write_batch(warehouse, "2026-01-01", tie, files=2)
+    with pytest.raises(etl.DuplicateKeyError, match="tie on 'ts'"):
+        etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
+
+
+def test_append_and_overwrite_modes(client, warehouse):
+    rng = np.random.default_rng(5)
+    batch = random_batch(rng, 60).drop(columns="op_delete")
+    write_batch(warehouse, "2026-01-01", batch)
+    app = make_pipeline("t_append", mode="append", table="a", keys=(), order_by=None, delete_when=None)
+    etl.run(app, date="2026-01-01", warehouse=warehouse, client=client)
+    assert etl.run(app, date="2026-01-01", warehouse=warehouse, client=client).status == "skipped"
+    assert len(table_frame(f"{warehouse}/a")) == len(batch)
+
+    ow = make_pipeline("t_over", mode="overwrite", table="o", keys=(), order_by=None, delete_when=None)
+    etl.run(ow, date="2026-01-01", warehouse=warehouse, client=client)
+    only_p0 = batch[batch.part == "p0"].assign(v=-1.0)
+    write_batch(warehouse, "2026-01-02", only_p0, files=1)
+    r = etl.run(ow, date="2026-01-02", warehouse=warehouse, client=client)
+    got = table_frame(f"{warehouse}/o")
+    assert r.deleted == int((batch.part == "p0").sum())
+    assert (got[got.part == "p0"].v == -1.0).all() and len(got[got.part == "p0"]) == len(only_p0)
+    assert len(got[got.part != "p0"]) == int((batch.part != "p0").sum())
