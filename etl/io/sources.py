@@ -112,9 +112,11 @@ def _resolve_delta(src: Source, url: str, common: dict) -> ResolvedSource:
     except Exception as exc:  # deltalake raises plain errors for a missing version
         raise SourceError(f"source {common['name']!r}: cannot open Delta table {redact(url)} "
                           f"(version {src.version}): {exc}.", source=common["name"], file=redact(url)) from None
-    adds = dt.get_add_actions(flatten=False).to_pylist()
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    parts = [c for c in actions.column_names if c.startswith("partition.")]
     files = tuple(sorted((loc.url + "/" + a["path"], int(a["size_bytes"]),
-                          tuple(sorted((a.get("partition_values") or {}).items()))) for a in adds))
+                          tuple(sorted((c[len("partition."):], None if a[c] is None else str(a[c]))
+                                       for c in parts))) for a in actions.to_pylist()))
     return ResolvedSource(files=files, version=dt.version(), **common)
 
 

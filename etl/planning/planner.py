@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from etl.define.pipeline import Pipeline, RunContext
-from etl.errors import ConfigError
+from etl.errors import ConfigError, SourceError
 from etl.io.sources import ResolvedSource, is_empty, resolve
 from etl.io.storage import Location, is_local, redact
 
@@ -111,8 +111,14 @@ def make_plan(pipeline: Pipeline, *, date: str | None = None, warehouse: str | N
     warehouse = warehouse or default_warehouse()
     wh = Location(warehouse).url if is_local(warehouse) else warehouse.rstrip("/")
     date = parse_date(date)
-    sources = {n: resolve(n, s, wh, date) for n, s in pipeline.sources.items()}
-    if generate_demo and pipeline.demo is not None and any(is_empty(s) for s in sources.values()):
+    try:
+        sources = {n: resolve(n, s, wh, date) for n, s in pipeline.sources.items()}
+        missing = any(is_empty(s) for s in sources.values())
+    except SourceError:
+        if not (generate_demo and pipeline.demo is not None):
+            raise
+        missing = True
+    if missing and generate_demo and pipeline.demo is not None:
         pipeline.demo(RunContext(date=date, warehouse=wh, params=dict(params or {})))
         sources = {n: resolve(n, s, wh, date) for n, s in pipeline.sources.items()}
     target = Location(table_url(pipeline.target.table, wh), pipeline.target.storage_options)
