@@ -207,8 +207,13 @@ def count_rows(rs: ResolvedSource) -> int | None:
     if rs.format == "parquet":
         total = 0
         for path, _, _ in rs.files:
-            with _fs(path, rs.storage_options).open(path, "rb") as f:
-                total += pq.ParquetFile(f).metadata.num_rows
+            try:
+                with _fs(path, rs.storage_options).open(path, "rb") as f:
+                    total += pq.ParquetFile(f).metadata.num_rows
+            except Exception as exc:
+                raise SourceError(f"cannot read parquet file {redact(path)}: {type(exc).__name__}: {exc}. "
+                                  "Replace or remove the file, then rerun; nothing was committed.",
+                                  file=redact(path)) from None
         return total
     if rs.format == "delta":
         from deltalake import DeltaTable

@@ -96,10 +96,11 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
 def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0: float) -> RunResult:
     p, target = plan.pipeline, plan.pipeline.target
     schema = p.table_schema.arrow
+    output = build_output(plan, run_id)  # lazy; a missing source fails here, before the table is touched
     dt = ensure_table(plan.target, schema, list(target.partition_by), target.allow_new_columns)
     cleanup.take_lease(plan.target, run_id)
     try:
-        outcome, stages = _stage_and_commit(plan, run_id, app_id, policy, hook, dt, schema)
+        outcome, stages = _stage_and_commit(plan, output, run_id, app_id, policy, hook, dt, schema)
     except BaseException as exc:
         removed = _safe_remove(plan, run_id)
         log.error("run %s failed (%s); removed %d staged file(s), table unchanged", run_id,
@@ -124,12 +125,12 @@ def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0
         stages=stages)
 
 
-def _stage_and_commit(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, dt,
+def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: RetryPolicy, hook, dt,
                       schema) -> tuple[Outcome, dict]:
     p, target = plan.pipeline, plan.pipeline.target
     stages: dict = {"rows_read": _rows_read(plan)}
     ts = time.perf_counter()
-    data = conformed(build_output(plan, run_id), schema, target.delete_when, target.keys).persist()
+    data = conformed(output, schema, target.delete_when, target.keys).persist()
     spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id)
     snap = snapshot(dt, list(target.keys))
     if target.mode == "merge":
