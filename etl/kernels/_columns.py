@@ -151,8 +151,8 @@ def to_numpy(column: pd.Series, kind: str) -> Arrays:
     if kind == "codes":
         return _codes(column)
     found = logical_kind(column)
-    if found == "empty":
-        found = next(iter(_ACCEPTS[kind]))
+    if found == "empty":  # an object column of nulls only: any kind fits
+        found = {"int64": "int", "uint64": "uint", "float64": "float"}.get(kind, kind)
     if kind not in _ACCEPTS or found not in _ACCEPTS[kind]:
         raise SchemaError(
             f"column {column.name!r}: a kernel input of kind {kind!r} needs one of "

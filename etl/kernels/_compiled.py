@@ -53,15 +53,22 @@ class Compiled:
             return self._dispatcher
         with self._lock:
             if self._dispatcher is None:
-                dispatcher = self._new_dispatcher()
-                signature = self.spec.numba_signature()
-                try:
-                    record_compile(self.spec.name, dispatcher, signature)
-                except Exception as exc:  # numba raises many types: typing, lowering, unsupported
-                    raise self._error(exc, signature) from exc
-                dispatcher.disable_compile()
-                self._dispatcher = dispatcher
+                self._dispatcher = self._compile(self._new_dispatcher())
         return self._dispatcher
+
+    def _compile(self, dispatcher):
+        signature = self.spec.numba_signature()
+        try:
+            record_compile(self.spec.name, dispatcher, signature)
+        except Exception as exc:  # numba raises many types: typing, lowering, unsupported
+            if not self.cached:
+                raise self._error(exc, signature) from exc
+            # A stale or foreign cache entry (e.g. the file was imported under another
+            # module name) must not break the kernel: compile afresh, in memory.
+            self.cached = False
+            return self._compile(numba.njit(nogil=True)(self.func))
+        dispatcher.disable_compile()
+        return dispatcher
 
     def _error(self, exc: Exception, signature) -> ConfigError:
         reason = _ANSI.sub("", str(exc)).strip()

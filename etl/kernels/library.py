@@ -222,8 +222,8 @@ def rolling_agg(df, by, time: str, value: str, window, *, aggs=("sum", "count", 
     return bound(df)
 
 
-def _latest_rows(df: pd.DataFrame, by: list[str], order_by: str) -> pd.DataFrame:
-    return df.iloc[latest_per_key(hash_rows(df, by), df[order_by])]
+def _latest_rows(df: pd.DataFrame, keys: list[str], order_by: str) -> pd.DataFrame:
+    return df.iloc[latest_per_key(hash_rows(df, keys), df[order_by])]
 
 
 def dedup_latest(df, by, order_by: str):
@@ -238,4 +238,4 @@ def dedup_latest(df, by, order_by: str):
         return _latest_rows(df, keys, order_by)
     from etl.frames.kernel_apply import map_by_key  # the only bridge to dask
 
-    return map_by_key(df, _latest_rows, keys, by=keys, order_by=order_by)
+    return map_by_key(df, _latest_rows, keys, keys=keys, order_by=order_by)
