@@ -9,6 +9,9 @@ from etl.run.runner import build_output, run
 
 __all__ = ["list_pipelines", "plan", "preview", "run"]
 
+# plan and preview compute in this process, never on a cluster (even if a client is the default)
+_LOCAL = {"scheduler": "threads", "dataframe.shuffle.method": "tasks"}
+
 
 def list_pipelines(paths: list[str] | None = None) -> list[Pipeline]:
     """The pipelines on the search path, sorted by name."""
@@ -30,7 +33,7 @@ def plan(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | 
     if touched:
         import dask
 
-        with dask.config.set(scheduler="threads"):
+        with dask.config.set(_LOCAL):
             pl = with_touched_partitions(pl, build_output(pl))
     return pl
 
@@ -41,5 +44,5 @@ def preview(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str
     import dask
 
     pl = make_plan(_resolve(pipeline), date=date, warehouse=warehouse, params=params)
-    with dask.config.set(scheduler="threads"):
+    with dask.config.set(_LOCAL):
         return build_output(pl).head(rows, npartitions=partitions)

@@ -25,7 +25,7 @@ from etl.commit.validate import DELETE_COL
 from etl.io.storage import Location
 
 COUNTS = ("rows_in", "duplicates_dropped", "inserted", "updated", "deleted", "unchanged",
-          "delete_not_found", "files_added", "files_removed")
+          "delete_not_found", "stale", "files_added", "files_removed")
 
 
 @dataclass(frozen=True)
@@ -102,14 +102,16 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     t_pos, s_pos = pairs["_t"].to_numpy(), pairs["_s"].to_numpy()
     matched_src = np.zeros(len(source), bool)
     matched_src[s_pos] = True
-    is_del = deletes[s_pos]
+    stale = _older(source, target, s_pos, t_pos, spec.order_by)
+    is_del = deletes[s_pos] & ~stale
     same = np.ones(len(pairs), bool)
     for col in spec.schema.names:
         same &= _same(target[col].iloc[t_pos].reset_index(drop=True), source[col].iloc[s_pos].reset_index(drop=True))
-    changed = ~is_del & ~same
+    changed = ~is_del & ~same & ~stale
     res.counts["deleted"] += int(is_del.sum())
     res.counts["updated"] += int(changed.sum())
-    res.counts["unchanged"] += int((~is_del & same).sum())
+    res.counts["unchanged"] += int((~is_del & same & ~stale).sum())
+    res.counts["stale"] += int(stale.sum())
     res.counts["delete_not_found"] += int((deletes & ~matched_src).sum())
     inserts = ~matched_src & ~deletes
     res.counts["inserted"] += int(inserts.sum())
@@ -125,6 +127,21 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     res.counts["files_added"] += len(res.adds)
     res.counts["files_removed"] += len(res.removes)
     return res
+
+
+def _older(source: pd.DataFrame, target: pd.DataFrame, s_pos: np.ndarray, t_pos: np.ndarray,
+           order_by: str | None) -> np.ndarray:
+    """Matched source rows older than the table's row by ``order_by``: latest wins against the table too.
+
+    So the table does not depend on the order batches commit in. A null order
+    is older than any value; on equal values the source wins.
+    """
+    if order_by is None or not len(s_pos):
+        return np.zeros(len(s_pos), bool)
+    s = source[order_by].iloc[s_pos].reset_index(drop=True)
+    t = target[order_by].iloc[t_pos].reset_index(drop=True)
+    older = (s < t).fillna(False).to_numpy(bool)
+    return older | (s.isna() & t.notna()).to_numpy(bool)
 
 
 def _read_group(spec: MergeSpec, files: list[FileRef]) -> pd.DataFrame:

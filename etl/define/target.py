@@ -43,8 +43,14 @@ class Target:
     partition_by : sequence of str
         Table partition columns.
     order_by : str, optional
-        For duplicate source keys: the row with the greatest value wins.
-        Without it, duplicate keys are an error.
+        Latest wins: among duplicate source keys the row with the greatest
+        value is kept, and a source row older than the table's row for the
+        same key is not applied (so the result does not depend on the order
+        in which batches commit). Without it, duplicate source keys are an
+        error and every matched source row is applied. A delete leaves no
+        tombstone: an older row of a deleted key that arrives later is
+        inserted again. Where batches may commit out of order, prefer a
+        soft-delete column to ``delete_when``.
     delete_when : str, optional
         A boolean column of the transform's output (not of the schema): rows
         where it is true delete their key from the table.

@@ -16,6 +16,16 @@ from etl.errors import ClusterError
 log = logging.getLogger("etl.cluster")
 
 
+def current_client():
+    """The Dask client current in this context (``with client.as_current()`` or the default), or None."""
+    from distributed import Client
+
+    try:
+        return Client.current(allow_global=True)
+    except ValueError:
+        return None
+
+
 def local_cluster_size() -> int:
     return int(os.environ.get("ETL_WORKERS", min(4, os.cpu_count() or 1)))
 
@@ -28,7 +38,9 @@ def connect(client=None, scheduler: str | None = None, security=None,
     Parameters
     ----------
     client : distributed.Client, optional
-        Used as is and left open (a notebook's client).
+        Used as is and left open (a notebook's client). Without ``client`` and
+        ``scheduler``, the current default client is used if there is one, as
+        ``dask.compute`` would; else an in-process LocalCluster is started.
     scheduler : str, optional
         ``tcp://host:8786`` or ``tls://...``: connect to a running cluster.
     security : distributed.Security, optional
@@ -38,8 +50,11 @@ def connect(client=None, scheduler: str | None = None, security=None,
     """
     from distributed import Client, LocalCluster
 
+    if client is None and scheduler is None:
+        client = current_client()
     if client is not None:
-        yield client
+        with client.as_current():  # compute on it even when it is not the default client
+            yield client
         return
     if scheduler:
         try:

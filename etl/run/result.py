@@ -29,6 +29,7 @@ class RunResult:
     deleted: int = 0
     unchanged: int = 0
     duplicates_dropped: int = 0
+    stale: int = 0
     files_added: int = 0
     files_removed: int = 0
     attempts: int = 0
@@ -47,7 +48,7 @@ class RunResult:
                 ("table", self.table), ("version", n(self.version)), ("rows read", n(self.rows_read)),
                 ("rows in", n(self.rows_in)), ("inserted", n(self.inserted)), ("updated", n(self.updated)),
                 ("deleted", n(self.deleted)), ("unchanged", n(self.unchanged)),
-                ("duplicates dropped", n(self.duplicates_dropped)),
+                ("duplicates dropped", n(self.duplicates_dropped)), ("older than table", n(self.stale)),
                 ("files added/removed", f"{self.files_added}/{self.files_removed}"),
                 ("commit attempts", n(self.attempts)), ("wall time", f"{self.wall_seconds:.2f} s"),
                 ("run id", self.run_id)]

@@ -21,7 +21,7 @@ from etl.commit.table import ensure_table, open_table, snapshot
 from etl.commit.transaction import Outcome, commit, version_with_txn
 from etl.define.pipeline import Pipeline
 from etl.define.registry import load
-from etl.errors import ClusterError, EtlError
+from etl.errors import ClusterError, EtlError, SourceError
 from etl.io import sources as io_sources
 from etl.planning.planner import Plan, make_plan
 from etl.policy.retry import RetryPolicy
@@ -80,17 +80,46 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
     """
     t0 = time.perf_counter()
     p = load(pipeline) if isinstance(pipeline, str) else pipeline
-    plan = make_plan(p, date=date, warehouse=warehouse, params=params)
+    plan = _plan_without_demo(p, date, warehouse, params)
     run_id = new_run_id()
-    app_id = plan.app_id(nonce=run_id if force else "")
-    existing = open_table(plan.target)
-    if existing is not None and existing.transaction_version(app_id) is not None:
-        log.info("batch %s of %s already committed (%s); nothing to do", plan.batch, p.name, app_id)
-        return RunResult(p.name, run_id, plan.batch, str(plan.target), "skipped",
-                         version_with_txn(existing, app_id), app_id, wall_seconds=time.perf_counter() - t0)
+    if plan is not None:
+        skipped = _already_committed(plan, run_id, force, t0)
+        if skipped is not None:
+            return skipped
     with connect(client=client, scheduler=scheduler) as active:
+        if plan is None:  # demo input first, on this cluster (a demo may run another pipeline)
+            plan = make_plan(p, date=date, warehouse=warehouse, params=params)
+            skipped = _already_committed(plan, run_id, force, t0)
+            if skipped is not None:
+                return skipped
         ship_code(active, p.module_file)
+        app_id = plan.app_id(nonce=run_id if force else "")
         return _execute(plan, run_id, app_id, retry or RetryPolicy.from_env(), hook, t0)
+
+
+def _plan_without_demo(p: Pipeline, date, warehouse, params) -> Plan | None:
+    """The plan, or None when demo input must be generated first."""
+    try:
+        plan = make_plan(p, date=date, warehouse=warehouse, params=params, generate_demo=False)
+    except SourceError:
+        if p.demo is None:
+            raise
+        return None
+    if p.demo is not None and any(io_sources.is_empty(s) for s in plan.sources.values()):
+        return None
+    return plan
+
+
+def _already_committed(plan: Plan, run_id: str, force: bool, t0: float) -> RunResult | None:
+    if force:
+        return None
+    app_id = plan.app_id()
+    existing = open_table(plan.target)
+    if existing is None or existing.transaction_version(app_id) is None:
+        return None
+    log.info("batch %s of %s already committed (%s); nothing to do", plan.batch, plan.pipeline.name, app_id)
+    return RunResult(plan.pipeline.name, run_id, plan.batch, str(plan.target), "skipped",
+                     version_with_txn(existing, app_id), app_id, wall_seconds=time.perf_counter() - t0)
 
 
 def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0: float) -> RunResult:
@@ -120,6 +149,7 @@ def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0
         rows_read=stages.get("rows_read"), rows_in=counts.get("rows_in", 0), inserted=counts.get("inserted", 0),
         updated=counts.get("updated", 0), deleted=counts.get("deleted", 0),
         unchanged=counts.get("unchanged", 0), duplicates_dropped=counts.get("duplicates_dropped", 0),
+        stale=counts.get("stale", 0),
         files_added=counts.get("files_added", 0), files_removed=counts.get("files_removed", 0),
         attempts=outcome.attempts, recomputed=outcome.recomputed, wall_seconds=time.perf_counter() - t0,
         stages=stages)

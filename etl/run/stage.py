@@ -187,7 +187,8 @@ class MergeStager:
     def stage(self, snap: Snapshot) -> Staged:
         spec = self.spec
         candidates = [ref for p, ref in snap.files.items() if self.could_hold(ref, snap.stats.get(p, {}))]
-        hashes = dask.delayed(self.hashes, name="etl-batch-key-hashes")
+        # one graph node for the batch's keys, named by content: runs sharing a client never collide
+        hashes = dask.delayed(self.hashes)
         found = dask.compute(*[dask.delayed(_locate)(spec, ref, hashes) for ref in candidates])
         groups = _union_groups([(ref, h) for ref, h in zip(candidates, found) if len(h)])
         pairs = [(h, gid) for gid, (_, hs) in enumerate(groups) for h in hs]

@@ -117,3 +117,18 @@ def test_append_and_overwrite_modes(client, warehouse):
     assert r.deleted == int((batch.part == "p0").sum())
     assert (got[got.part == "p0"].v == -1.0).all() and len(got[got.part == "p0"]) == len(only_p0)
     assert len(got[got.part != "p0"]) == int((batch.part != "p0").sum())
+
+
+def test_batches_committed_out_of_order_give_the_same_table(client, tmp_path_factory):
+    """With order_by, an older batch applied after a newer one changes nothing it should not."""
+    rng = np.random.default_rng(21)
+    batches = [random_batch(rng, 120, key_space=40, ts0=i * 1000, delete_frac=0.0) for i in range(3)]
+    tables = []
+    for order in ([0, 1, 2], [2, 0, 1]):
+        warehouse = str(tmp_path_factory.mktemp("wh"))
+        for i in order:
+            write_batch(warehouse, f"2026-01-0{i + 1}", batches[i])
+            etl.run(make_pipeline(), date=f"2026-01-0{i + 1}", warehouse=warehouse, client=client)
+        tables.append(table_frame(f"{warehouse}/t"))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0], oracle(batches))

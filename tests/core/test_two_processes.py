@@ -21,7 +21,8 @@ def test_two_processes_merge_into_one_table(client, warehouse, tmp_path):
     base = random_batch(rng, 100, key_space=30, delete_frac=0.0)
     write_batch(warehouse, "2026-01-01", base)
     etl.run(make_pipeline(), date="2026-01-01", warehouse=warehouse, client=client)
-    b2, b3 = random_batch(rng, 60, key_space=30, ts0=10_000), random_batch(rng, 60, key_space=30, ts0=20_000)
+    b2 = random_batch(rng, 60, key_space=30, ts0=10_000, delete_frac=0.0)
+    b3 = random_batch(rng, 60, key_space=30, ts0=20_000, delete_frac=0.0)
     write_batch(warehouse, "2026-01-02", b2)
     write_batch(warehouse, "2026-01-03", b3)
     barrier = tmp_path / "barrier"
