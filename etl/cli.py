@@ -115,18 +115,22 @@ def plan(obj: dict, name: str, date: str | None, warehouse: str | None, params: 
 @click.option("--date", help="Batch date: YYYY-MM-DD, 'today' or 'yesterday' (UTC). Default: all input.")
 @click.option("--warehouse", envvar="ETL_WAREHOUSE", help="Warehouse root URL [default: ./warehouse].")
 @click.option("--scheduler", envvar="ETL_SCHEDULER", help="Dask scheduler address (tcp://host:8786).")
+@click.option("--cluster", envvar="ETL_CLUSTER", metavar="PROFILE",
+              help="Run on the cluster of this profile (cluster/README.md). Excludes --scheduler.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A free parameter (repeatable).")
 @click.option("--force", is_flag=True, help="Commit again even if this batch was already committed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def run(obj: dict, name: str, date: str | None, warehouse: str | None, scheduler: str | None, params: tuple,
-        force: bool, as_json: bool) -> None:
+def run(obj: dict, name: str, date: str | None, warehouse: str | None, scheduler: str | None,
+        cluster: str | None, params: tuple, force: bool, as_json: bool) -> None:
     """Run a pipeline and commit its batch exactly once."""
     from etl.define.registry import load
     from etl.run.runner import run as run_pipeline
 
+    if cluster and scheduler:
+        raise click.UsageError("give --cluster or --scheduler, not both")
     result = run_pipeline(load(name, obj["paths"]), date=date, warehouse=warehouse, scheduler=scheduler,
-                          params=_params(params), force=force)
+                          cluster=cluster, params=_params(params), force=force)
     click.echo(json.dumps(result.to_dict(), indent=2, default=str) if as_json else str(result))
 
 

@@ -21,7 +21,7 @@ from etl.commit.table import ensure_table, open_table, snapshot
 from etl.commit.transaction import Outcome, commit, version_with_txn
 from etl.define.pipeline import Pipeline
 from etl.define.registry import load
-from etl.errors import ClusterError, EtlError, SourceError
+from etl.errors import ClusterError, ConfigError, EtlError, SourceError
 from etl.io import sources as io_sources
 from etl.planning.planner import Plan, make_plan
 from etl.policy.retry import RetryPolicy
@@ -49,7 +49,8 @@ def build_output(plan: Plan, run_id: str = ""):
 
 
 def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | None = None,
-        client=None, scheduler: str | None = None, params: dict | None = None, force: bool = False,
+        client=None, scheduler: str | None = None, cluster=None, params: dict | None = None,
+        force: bool = False,
         retry: RetryPolicy | None = None, hook: Callable[[str], None] | None = None) -> RunResult:
     """Run a pipeline once and commit its batch exactly once.
 
@@ -65,6 +66,8 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         Run on this client (e.g. a notebook's) instead of starting a cluster.
     scheduler : str, optional
         Address of a running Dask scheduler.
+    cluster : str or Profile, optional
+        A cluster profile by name (see ``cluster/README.md``): its scheduler address and TLS settings.
     params : dict, optional
         Free parameters, passed to the transform's ``ctx`` and recorded in the commit.
     force : bool
@@ -79,6 +82,7 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
     RunResult
     """
     t0 = time.perf_counter()
+    scheduler, security = _cluster_address(client, scheduler, cluster)
     p = load(pipeline) if isinstance(pipeline, str) else pipeline
     plan = _plan_without_demo(p, date, warehouse, params)
     run_id = new_run_id()
@@ -86,7 +90,7 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         skipped = _already_committed(plan, run_id, force, t0)
         if skipped is not None:
             return skipped
-    with connect(client=client, scheduler=scheduler) as active:
+    with connect(client=client, scheduler=scheduler, security=security) as active:
         if plan is None:  # demo input first, on this cluster (a demo may run another pipeline)
             plan = make_plan(p, date=date, warehouse=warehouse, params=params)
             skipped = _already_committed(plan, run_id, force, t0)
@@ -95,6 +99,18 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         ship_code(active, p.module_file)
         app_id = plan.app_id(nonce=run_id if force else "")
         return _execute(plan, run_id, app_id, retry or RetryPolicy.from_env(), hook, t0)
+
+
+def _cluster_address(client, scheduler, cluster):
+    """The scheduler address and TLS security of a profile, or of ``scheduler`` as given."""
+    if cluster is None:
+        return scheduler, None
+    if client is not None or scheduler is not None:
+        raise ConfigError("give one of client=, scheduler= or cluster=, not several.")
+    from etl.run.profiles import load_profile
+
+    prof = load_profile(cluster) if isinstance(cluster, str) else cluster
+    return prof.address, prof.security()
 
 
 def _plan_without_demo(p: Pipeline, date, warehouse, params) -> Plan | None:
