@@ -55,7 +55,8 @@ def shape_table(shape: str, meta: dict, results: dict, manifest: dict) -> str:
             f"{_f(_step(res, 'rerun', 'wall_s'), '8.2f')} {_f(_step(res, 'load', 'peak_above_baseline_mb'), '8.0f')} "
             f"{_f(_step(res, 'merge', 'peak_above_baseline_mb'), '9.0f')} "
             f"{_f(_step(res, 'rerun', 'peak_above_baseline_mb'), '9.0f')} {_f(absmb, '7.0f')} "
-            f"{files('merge'):>16} {files('rerun'):>16} {_busy(steps):>5}  {_check(res)}"
+            f"{files('merge'):>16} {files('rerun'):>16} {_busy(steps) + ('' if res.get('all_clean', True) else '!'):>5}"
+            f"  {_check(res)}"
             + ("" if res["status"] == "ok" else f"  ERROR {res.get('error', '')[:80]}")
         )
         for extra, r in steps.items():
@@ -99,7 +100,7 @@ def summary(doc: dict) -> str:
         "MB = peak RSS of the engine's process tree above its RSS right before the step; "
         "abs MB = absolute peak over all steps. busy% = largest share of the machine's cores busy "
         "outside the measured process tree during a step (other processes, kernel writeback): "
-        "above ~10% the timings are disturbed.",
+        "a run above --quiet-pct counts as disturbed and is retried; '!' = no undisturbed run was had.",
         "correctness: " + ("all PASS" if not fails else "FAIL/ERROR: " + ", ".join(fails)),
     ]
     return "\n".join(lines)

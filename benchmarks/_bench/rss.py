@@ -46,10 +46,41 @@ def tree_usage(root: psutil.Process) -> tuple[int, float]:
     return rss, cpu
 
 
+_SELF = psutil.Process()
+
+
 def _busy_cpu_s() -> float:
-    """CPU seconds the whole machine has spent busy (all cores), steal included."""
+    """CPU seconds the machine has spent busy (all cores, steal included), less this process's own.
+
+    This process is the measuring parent; its sampler thread costs ~5% of a core and must
+    not count as somebody else's load.
+    """
     t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    busy = sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    me = _SELF.cpu_times()
+    return busy - me.user - me.system
+
+
+def machine_busy_pct(seconds: float = 1.0) -> float:
+    """Share (0-100) of all cores busy with other processes over the next ``seconds``."""
+    b0, t0 = _busy_cpu_s(), time.monotonic()
+    time.sleep(seconds)
+    b1, t1 = _busy_cpu_s(), time.monotonic()
+    return 100.0 * max(0.0, b1 - b0) / ((t1 - t0) * (psutil.cpu_count() or 1))
+
+
+def wait_quiet(threshold_pct: float, max_wait_s: float, log=print) -> dict:
+    """Wait until other processes use under ``threshold_pct`` of the cores (2 s windows), at most
+    ``max_wait_s``. Returns how long it waited and the last load seen."""
+    t0 = time.monotonic()
+    pct = machine_busy_pct(1.0)
+    warned = False
+    while pct >= threshold_pct and time.monotonic() - t0 < max_wait_s:
+        if not warned:
+            log(f"[quiet] machine {pct:.0f}% busy with other work; waiting up to {max_wait_s:.0f} s")
+            warned = True
+        pct = machine_busy_pct(2.0)
+    return {"waited_s": round(time.monotonic() - t0, 1), "busy_pct_before": round(pct, 1)}
 
 
 class TreeSampler:
