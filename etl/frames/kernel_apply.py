@@ -24,10 +24,11 @@ from __future__ import annotations
 from typing import Callable
 
 import pandas as pd
+from distributed import WorkerPlugin
 
 from etl.errors import SchemaError
 
-__all__ = ["apply_kernel", "is_dask_frame", "map_by_key", "partition_by_key"]
+__all__ = ["WarmUpKernels", "apply_kernel", "is_dask_frame", "map_by_key", "partition_by_key"]
 
 
 def is_dask_frame(obj) -> bool:
@@ -98,3 +99,31 @@ def map_by_key(ddf, func: Callable[..., pd.DataFrame], by: list[str], **kwargs):
         raise TypeError(f"map_by_key takes a Dask DataFrame, got {type(ddf).__name__}")
     meta = func(ddf._meta, **kwargs)
     return partition_by_key(ddf, by).map_partitions(func, meta=meta, **kwargs)
+
+
+class WarmUpKernels(WorkerPlugin):
+    """Worker plugin: load the kernels' machine code when each worker starts.
+
+    Without it the first task on a worker pays numba's one-time set-up (a few
+    hundred milliseconds) plus each kernel's cache load.
+
+    Examples
+    --------
+    >>> from etl.kernels import library
+    >>> plugin = WarmUpKernels(library._sessions)
+    >>> plugin.name
+    'etl-warm-up-kernels'
+
+    ``client.register_plugin(WarmUpKernels(k1, k2))`` installs it on every
+    current and future worker.
+    """
+
+    name = "etl-warm-up-kernels"
+
+    def __init__(self, *kernels) -> None:
+        self.kernels = kernels
+
+    def setup(self, worker) -> None:
+        from etl.kernels import warm_up
+
+        warm_up(*self.kernels)

@@ -17,7 +17,8 @@ A library of ready kernels
 """
 
 from etl.kernels._numba import cache_dir, compile_counts  # first: sets NUMBA_CACHE_DIR
-from etl.kernels._columns import from_numpy, to_numpy
+from etl.kernels._columns import to_numpy
+from etl.kernels._outputs import from_numpy
 from etl.kernels._hashing import fingerprint, fingerprint_hex, hash_rows
 from etl.kernels._keys import duplicate_keys, latest_per_key, match_keys
 from etl.kernels._kernel import Kernel, kernel, warm_up

@@ -28,8 +28,8 @@ Examples
 >>> arrays = to_numpy(pd.Series([1, None, 3], dtype="Int64"), "int64")
 >>> arrays.values[[0, 2]].tolist(), arrays.null.tolist()
 ([1, 3], [False, True, False])
->>> from_numpy(arrays.values, arrays.null, "Int64").tolist()
-[1, <NA>, 3]
+
+:func:`etl.kernels.from_numpy` goes the other way.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from pandas.api import types as ptypes
 
 from etl.errors import SchemaError
 
-__all__ = ["Arrays", "KINDS", "from_numpy", "logical_kind", "string_buffers", "to_numpy"]
+__all__ = ["Arrays", "KINDS", "logical_kind", "string_buffers", "to_numpy", "utc_ns"]
 
 KINDS = {
     "int64": np.dtype(np.int64),
@@ -210,7 +210,9 @@ def utc_ns(column: pd.Series) -> Arrays:
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         column = column.dt.tz_convert("UTC").dt.tz_localize(None)
     try:
-        values = column.dt.as_unit("ns").to_numpy().view(np.int64)
+        if column.dtype != "datetime64[ns]":
+            column = column.dt.as_unit("ns")
+        values = column.to_numpy().view(np.int64)
     except (OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
         raise SchemaError(f"column {column.name!r}: timestamps outside 1677-2262 do not fit "
                           "int64 nanoseconds", column=column.name) from exc
@@ -251,66 +253,3 @@ def string_buffers(column: pd.Series, binary: bool = False) -> tuple[np.ndarray,
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     null = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
     return np.ascontiguousarray(offsets), data, null
-
-
-def from_numpy(values: np.ndarray, null: np.ndarray | None, dtype, index=None, name=None,
-               uniques: pd.Index | None = None) -> pd.Series:
-    """Build a pandas column of ``dtype`` from kernel output arrays.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        ``int64``, ``uint64``, ``float64`` or ``bool`` values; ``int64``
-        nanoseconds (UTC) for timestamp dtypes; codes when ``uniques`` is given.
-    null : numpy.ndarray or None
-        ``True`` where the result is null.
-    dtype : str or pandas dtype
-        The declared output dtype.
-    uniques : pandas.Index, optional
-        Decode ``values`` as codes into these values.
-
-    Raises
-    ------
-    SchemaError
-        Nulls were written to a dtype that cannot hold them.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> s = from_numpy(np.array([0]), None, "datetime64[ns, Europe/Paris]")
-    >>> str(s[0])
-    '1970-01-01 01:00:00+01:00'
-    """
-    dtype = pd.api.types.pandas_dtype(dtype)
-    has_null = null is not None and bool(null.any())
-    if uniques is not None:
-        out = uniques.take(np.where(null, -1, values) if has_null else values,
-                           allow_fill=True, fill_value=None)
-        return pd.Series(out, index=index, name=name).astype(dtype)
-    if ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype):
-        return _temporal(values, null if has_null else None, dtype, index, name)
-    if isinstance(dtype, np.dtype):
-        if has_null:
-            raise SchemaError(f"output {name!r}: nulls written to non-nullable dtype {dtype}; "
-                              "declare a nullable dtype such as 'Int64' or 'Float64'", column=name)
-        return pd.Series(values, index=index, name=name, dtype=dtype, copy=False)
-    mask = null if null is not None else np.zeros(len(values), dtype=bool)
-    return pd.Series(_masked_array(values, mask), index=index, name=name).astype(dtype)
-
-
-def _masked_array(values: np.ndarray, mask: np.ndarray):
-    cls = {"i": pd.arrays.IntegerArray, "u": pd.arrays.IntegerArray,
-           "f": pd.arrays.FloatingArray, "b": pd.arrays.BooleanArray}[values.dtype.kind]
-    return cls(values, mask.astype(bool, copy=False))
-
-
-def _temporal(values, null, dtype, index, name) -> pd.Series:
-    unit = "M8[ns]" if ptypes.is_datetime64_any_dtype(dtype) else "m8[ns]"
-    arr = values.astype(np.int64, copy=True).view(unit)
-    if null is not None:
-        arr[null] = np.datetime64("NaT") if unit == "M8[ns]" else np.timedelta64("NaT")
-    series = pd.Series(arr, index=index, name=name)
-    tz = getattr(dtype, "tz", None) or getattr(getattr(dtype, "pyarrow_dtype", None), "tz", None)
-    if tz is not None:
-        series = series.dt.tz_localize("UTC").dt.tz_convert(tz)
-    return series.astype(dtype)

@@ -40,15 +40,15 @@ from __future__ import annotations
 import importlib
 import uuid
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
-import numpy as np
 import pandas as pd
 
-from etl.errors import ConfigError, SchemaError
-from etl.kernels._columns import Arrays, from_numpy, to_numpy
+from etl.errors import ConfigError
+from etl.kernels._apply import run_on_pandas
 from etl.kernels._compiled import Compiled, compiled_for
-from etl.kernels._grouping import group_layout, warm_up_grouping
-from etl.kernels._spec import PARAM_TYPES, KernelSpec, build_spec
+from etl.kernels._grouping import warm_up_grouping
+from etl.kernels._spec import KernelSpec, build_spec
 
 __all__ = ["Binding", "Kernel", "kernel", "warm_up"]
 
@@ -199,73 +199,7 @@ class Kernel:
         return frame[self.column_of(spec.like)].dtype if spec.like else spec.dtype
 
     def _run(self, df: pd.DataFrame, check_params: bool) -> pd.DataFrame:
-        dispatcher = self._compiled.dispatcher()
-        arrays = self._inputs(df)
-        perm, offsets = self._layout(df)
-        if perm is not None:
-            arrays = {k: Arrays(a.values[perm], None if a.null is None else a.null[perm], a.uniques)
-                      for k, a in arrays.items()}
-        outs = {o: (np.zeros(len(df), s.array), np.zeros(len(df), np.bool_))
-                for o, s in self.spec.outputs.items()}
-        dispatcher(*self._args(arrays, outs, offsets, check_params))
-        result = df.copy(deep=False)
-        for name, column in self.output_columns().items():
-            values, null = outs[name]
-            if perm is not None:
-                values, null = _unpermute(values, perm), _unpermute(null, perm)
-            like = self.spec.outputs[name].like
-            uniques = arrays[like].uniques if like else None
-            result[column] = from_numpy(values, null, self._output_dtype(name, df), df.index,
-                                        column, uniques)
-        return result
-
-    def _inputs(self, df: pd.DataFrame) -> dict[str, Arrays]:
-        arrays = {}
-        for name, kind in self.spec.inputs.items():
-            column = self.column_of(name)
-            if column not in df.columns:
-                raise SchemaError(f"kernel {self.name!r} reads column {column!r}, which is not in "
-                                  f"the frame (columns: {list(df.columns)})", column=column)
-            arrays[name] = to_numpy(df[column], kind)
-            if arrays[name].null is not None and not self.spec.wants("input_null", name):
-                raise SchemaError(
-                    f"column {column!r} has {int(arrays[name].null.sum())} nulls but kernel "
-                    f"{self.name!r} takes no '{name}_null' mask; add that parameter to handle "
-                    "nulls, or fill or filter them first", column=column, kernel=self.name)
-        return arrays
-
-    def _layout(self, df: pd.DataFrame):
-        if not self.grouped:
-            return None, None
-        if self.binding.by is None:
-            raise ConfigError(f"kernel {self.name!r} is per-group but has no key columns; "
-                              "bind them with .bind(by=[...])", kernel=self.name)
-        return group_layout(df, list(self.binding.by), self.binding.order_by)
-
-    def _args(self, arrays, outs, offsets, check_params: bool) -> list:
-        args = []
-        for arg in self.spec.args:
-            if arg.role == "input":
-                args.append(arrays[arg.name].values)
-            elif arg.role == "input_null":
-                null = arrays[arg.name].null
-                args.append(null if null is not None else _no_nulls(len(arrays[arg.name].values)))
-            elif arg.role in ("output", "output_null"):
-                args.append(outs[arg.name][arg.role == "output_null"])
-            elif arg.role == "offsets":
-                args.append(offsets)
-            else:
-                args.append(self._param(arg.name, check_params))
-        return args
-
-    def _param(self, name: str, required: bool):
-        kind = PARAM_TYPES[self.spec.params[name]]
-        if name not in self.binding.params:
-            if not required:
-                return kind(0)
-            raise ConfigError(f"kernel {self.name!r} needs a value for param {name!r}; "
-                              f"bind it: .bind({name}=...)", kernel=self.name)
-        return kind(self.binding.params[name])
+        return run_on_pandas(self, df, check_params)
 
     # -- identity ----------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -294,16 +228,6 @@ _EMPTY = {"int64": "int64", "uint64": "uint64", "float64": "float64", "bool": "b
           "codes": "int64"}
 
 
-def _no_nulls(n: int) -> np.ndarray:
-    return np.zeros(n, np.bool_)
-
-
-def _unpermute(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    out = np.empty_like(values)
-    out[perm] = values
-    return out
-
-
 def _by_reference(module: str, qualname: str, binding: Binding) -> Kernel:
     found = importlib.import_module(module)
     for part in qualname.split("."):
@@ -315,7 +239,10 @@ def _by_value(func, spec: KernelSpec, binding: Binding, token: str) -> Kernel:
     return Kernel(func, spec, binding, token)
 
 
-def kernel(func=None, *, inputs, outputs, params=None, by=None, order_by=None, name=None):
+def kernel(func=None, *, inputs: dict[str, str], outputs: dict[str, str],
+           params: dict[str, str] | None = None, by: str | list[str] | None = None,
+           order_by: str | None = None, name: str | None = None,
+           unselected: Literal["allocate", "empty"] = "allocate") -> Kernel:
     """Declare a numba kernel over named numpy arrays.
 
     Parameters
@@ -338,6 +265,11 @@ def kernel(func=None, *, inputs, outputs, params=None, by=None, order_by=None, n
         Column ordering rows inside each group (nulls first, stable).
     name : str, optional
         Defaults to ``module.qualname`` of the function.
+    unselected : {"allocate", "empty"}, default "allocate"
+        What outputs left out by ``bind(outputs=...)`` receive: full arrays
+        that are then dropped, or (``"empty"``) zero-length arrays, which
+        saves memory but obliges the function to test ``out.size`` before
+        writing: numba does not check bounds.
 
     Returns
     -------
@@ -350,7 +282,7 @@ def kernel(func=None, *, inputs, outputs, params=None, by=None, order_by=None, n
     """
     def decorate(f) -> Kernel:
         qualified = name or f"{f.__module__}.{f.__qualname__}"
-        spec = build_spec(f, qualified, inputs, outputs, params, by, order_by)
+        spec = build_spec(f, qualified, inputs, outputs, params, by, order_by, unselected)
         if order_by is not None and not spec.grouped:
             raise ConfigError(f"kernel {qualified!r}: order_by needs a per-group kernel "
                               "(an 'offsets' parameter and by=...)", kernel=qualified)

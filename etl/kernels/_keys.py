@@ -179,7 +179,7 @@ def order_key(order) -> tuple[np.ndarray, np.ndarray]:
     if arr.dtype.kind == "u":
         return (arr.astype(np.uint64) ^ np.uint64(1 << 63)).view(np.int64), np.ones(arr.size, bool)
     if arr.dtype.kind in "ib":
-        return arr.astype(np.int64), np.ones(arr.size, bool)
+        return arr.astype(np.int64, copy=False), np.ones(arr.size, bool)
     raise SchemaError(f"order must be integers, floats or timestamps, found {arr.dtype}",
                       column="order")
 

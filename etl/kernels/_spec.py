@@ -79,6 +79,7 @@ class KernelSpec:
     by: tuple[str, ...] | None
     order_by: str | None
     args: tuple[Arg, ...]
+    unselected: str = "allocate"
 
     @property
     def grouped(self) -> bool:
@@ -152,7 +153,8 @@ def _role(kernel: str, param: str, inputs, outputs, params) -> Arg:
                 "masks, or 'offsets'")
 
 
-def build_spec(func, name: str, inputs, outputs, params, by, order_by) -> KernelSpec:
+def build_spec(func, name: str, inputs, outputs, params, by, order_by,
+               unselected: str = "allocate") -> KernelSpec:
     """Validate a declaration against the function's parameters.
 
     Raises
@@ -162,6 +164,8 @@ def build_spec(func, name: str, inputs, outputs, params, by, order_by) -> Kernel
         column the function never takes, or ``by`` without ``offsets``.
     """
     inputs, params = dict(inputs or {}), dict(params or {})
+    if unselected not in ("allocate", "empty"):
+        raise _fail(name, f"unselected={unselected!r}; use 'allocate' or 'empty'")
     for col, kind in inputs.items():
         if kind not in KINDS:
             raise _fail(name, f"input {col!r} has kind {kind!r}; use one of {sorted(KINDS)}")
@@ -187,7 +191,7 @@ def build_spec(func, name: str, inputs, outputs, params, by, order_by) -> Kernel
     if unused:
         raise _fail(name, f"declares {unused} but the function has no parameter of that name")
     by_tuple = (by,) if isinstance(by, str) else (tuple(by) if by is not None else None)
-    spec = KernelSpec(name, inputs, outs, params, by_tuple, order_by, args)
+    spec = KernelSpec(name, inputs, outs, params, by_tuple, order_by, args, unselected)
     if by_tuple is not None and not spec.grouped:
         raise _fail(name, f"is grouped by {list(by_tuple)} but the function has no 'offsets' "
                     "parameter to receive the group boundaries")

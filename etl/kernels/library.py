@@ -38,16 +38,22 @@ from etl.kernels._kernel import kernel
 from etl.kernels._keys import latest_per_key
 from etl.kernels._numba import jit
 
-__all__ = ["dedup_latest", "rolling_agg", "running_agg", "sessionize"]
+__all__ = ["LIBRARY_KERNELS", "dedup_latest", "rolling_agg", "running_agg", "sessionize"]
 
 
 @jit
 def _emit(i, total, n, null, sum, sum_null, count, count_null, mean, mean_null):
-    """Write sum, count and mean of ``n`` values totalling ``total`` to row ``i``."""
-    sum[i], count[i] = total, n
-    mean[i] = total / n if n > 0 else 0.0
-    sum_null[i] = mean_null[i] = null or n == 0
-    count_null[i] = null
+    """Write sum, count and mean of ``n`` values totalling ``total`` to row ``i``.
+
+    Outputs the caller did not select arrive empty (``unselected="empty"``).
+    """
+    if sum.size:
+        sum[i], sum_null[i] = total, null or n == 0
+    if count.size:
+        count[i], count_null[i] = n, null
+    if mean.size:
+        mean[i] = total / n if n > 0 else 0.0
+        mean_null[i] = null or n == 0
 
 
 @kernel(inputs={"time": "int64"}, outputs={"session": "Int64"}, params={"gap": "int64"})
@@ -67,7 +73,8 @@ def _sessions(time, time_null, gap, offsets, session, session_null):
 
 
 @kernel(inputs={"time": "int64", "value": "float64"},
-        outputs={"sum": "Float64", "count": "Int64", "mean": "Float64", "max": "Float64"})
+        outputs={"sum": "Float64", "count": "Int64", "mean": "Float64", "max": "Float64"},
+        unselected="empty")
 def _running(time, time_null, value, value_null, offsets,
              sum, sum_null, count, count_null, mean, mean_null, max, max_null):
     """Running aggregates over all earlier rows and peers of a key (NaN and nulls skipped)."""
@@ -84,13 +91,15 @@ def _running(time, time_null, value, value_null, offsets,
                         total, n, peak = total + value[k], n + 1, value[k] if value[k] > peak else peak
             for k in range(i, j):
                 _emit(k, total, n, time_null[k], sum, sum_null, count, count_null, mean, mean_null)
-                max[k], max_null[k] = peak, time_null[k] or n == 0
+                if max.size:
+                    max[k], max_null[k] = peak, time_null[k] or n == 0
             i = j
 
 
 @kernel(inputs={"time": "int64", "value": "float64"},
         outputs={"sum": "Float64", "count": "Int64", "mean": "Float64"},
-        params={"window": "int64", "left_closed": "bool", "right_closed": "bool"})
+        params={"window": "int64", "left_closed": "bool", "right_closed": "bool"},
+        unselected="empty")
 def _rolling(time, time_null, value, value_null, window, left_closed, right_closed, offsets,
              sum, sum_null, count, count_null, mean, mean_null):
     """Aggregates over the rows of a key whose time lies in the window ending at each row."""
@@ -119,6 +128,9 @@ def _rolling(time, time_null, value, value_null, window, left_closed, right_clos
             _emit(i, total, n, False, sum, sum_null, count, count_null, mean, mean_null)
 
 
+
+LIBRARY_KERNELS = (_sessions, _running, _rolling)
+"""The library's kernels, e.g. for ``warm_up(*LIBRARY_KERNELS)`` on each worker."""
 
 _CLOSED = {"right": (False, True), "both": (True, True), "left": (True, False),
            "neither": (False, False)}

@@ -1,0 +1,126 @@
+"""Run a kernel on one pandas frame: columns in, arrays through numba, columns out.
+
+1. Each input column becomes a numpy array plus a null mask (:mod:`._columns`).
+2. A per-group kernel gets the rows permuted so each group is contiguous and
+   in ``order_by`` order, plus group ``offsets`` (:mod:`._grouping`).
+3. Output arrays are allocated, the compiled function fills them.
+4. Outputs are put back in the frame's row order and become pandas columns
+   of their declared dtypes; the frame's index and other columns are kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from etl.errors import ConfigError, SchemaError
+from etl.kernels._columns import Arrays, logical_kind, to_numpy
+from etl.kernels._outputs import from_numpy
+from etl.kernels._grouping import group_layout
+from etl.kernels._spec import PARAM_TYPES
+
+__all__ = ["run_on_pandas"]
+
+
+def run_on_pandas(kernel, df: pd.DataFrame, check_params: bool = True) -> pd.DataFrame:
+    """A shallow copy of ``df`` with ``kernel``'s selected outputs set."""
+    dispatcher = kernel._compiled.dispatcher()
+    arrays = _inputs(kernel, df)
+    perm = offsets = None
+    if kernel.grouped:
+        perm, offsets, key = _layout(kernel, df)
+        arrays = {k: _gather(kernel, df, k, a, perm, key) for k, a in arrays.items()}
+    outs = _allocate(kernel, len(df))
+    dispatcher(*_args(kernel, arrays, outs, offsets, check_params))
+    result = df.copy(deep=False)
+    for name, column in kernel.output_columns().items():
+        values, null = outs[name]
+        null = null if null.size and null.any() else None
+        if perm is not None:
+            values = _unpermute(values, perm)
+            null = None if null is None else _unpermute(null, perm)
+        like = kernel.spec.outputs[name].like
+        result[column] = from_numpy(values, null, kernel._output_dtype(name, df), df.index, column,
+                                    arrays[like].uniques if like else None)
+    return result
+
+
+def _inputs(kernel, df: pd.DataFrame) -> dict[str, Arrays]:
+    arrays = {}
+    for name, kind in kernel.spec.inputs.items():
+        column = kernel.column_of(name)
+        if column not in df.columns:
+            raise SchemaError(f"kernel {kernel.name!r} reads column {column!r}, which is not in "
+                              f"the frame (columns: {list(df.columns)})", column=column)
+        arrays[name] = to_numpy(df[column], kind)
+        if arrays[name].null is not None and not kernel.spec.wants("input_null", name):
+            raise SchemaError(
+                f"column {column!r} has {int(arrays[name].null.sum())} nulls but kernel "
+                f"{kernel.name!r} takes no '{name}_null' mask; add that parameter to handle "
+                "nulls, or fill or filter them first", column=column, kernel=kernel.name)
+    return arrays
+
+
+def _gather(kernel, df: pd.DataFrame, name: str, arrays: Arrays, perm, key) -> Arrays:
+    """``arrays`` in group order; the ``order_by`` column reuses the sorted key."""
+    null = None if arrays.null is None else arrays.null[perm]
+    column = kernel.column_of(name)
+    if (key is not None and column == kernel.order_by and kernel.spec.inputs[name] == "int64"
+            and logical_kind(df[column]) in ("int", "datetime", "timedelta")):
+        return Arrays(key, null, arrays.uniques)  # same int64 values, already permuted
+    return Arrays(arrays.values[perm], null, arrays.uniques)
+
+
+def _layout(kernel, df: pd.DataFrame):
+    if not kernel.by:
+        raise ConfigError(f"kernel {kernel.name!r} is per-group but has no key columns; "
+                          "bind them with .bind(by=[...])", kernel=kernel.name)
+    return group_layout(df, list(kernel.by), kernel.order_by)
+
+
+def _allocate(kernel, n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Zeroed output arrays; masks only where the function takes them.
+
+    With ``unselected="empty"`` outputs the binding does not keep get empty arrays.
+    """
+    keep = set(kernel.output_columns())
+    skip = kernel.spec.unselected == "empty"
+    outs = {}
+    for name, spec in kernel.spec.outputs.items():
+        size = 0 if skip and name not in keep else n
+        masked = size if kernel.spec.wants("output_null", name) else 0
+        outs[name] = (np.zeros(size, spec.array), np.zeros(masked, np.bool_))
+    return outs
+
+
+def _args(kernel, arrays, outs, offsets, check_params: bool) -> list:
+    args = []
+    for arg in kernel.spec.args:
+        if arg.role == "input":
+            args.append(arrays[arg.name].values)
+        elif arg.role == "input_null":
+            null = arrays[arg.name].null
+            args.append(null if null is not None else np.zeros(len(arrays[arg.name].values), bool))
+        elif arg.role in ("output", "output_null"):
+            args.append(outs[arg.name][arg.role == "output_null"])
+        elif arg.role == "offsets":
+            args.append(offsets)
+        else:
+            args.append(_param(kernel, arg.name, check_params))
+    return args
+
+
+def _param(kernel, name: str, required: bool):
+    kind = PARAM_TYPES[kernel.spec.params[name]]
+    if name not in kernel.binding.params:
+        if not required:
+            return kind(0)
+        raise ConfigError(f"kernel {kernel.name!r} needs a value for param {name!r}; "
+                          f"bind it: .bind({name}=...)", kernel=kernel.name)
+    return kind(kernel.binding.params[name])
+
+
+def _unpermute(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    out = np.empty_like(values)
+    out[perm] = values
+    return out
