@@ -332,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default %(default)s)")
     p.add_argument("--max-minutes", type=float, default=0,
                    help="time budget: past it, no more waiting for quiet or retrying (default: none)")
+    p.add_argument("--markdown", metavar="RESULTS_JSON",
+                   help="print the markdown tables of a results file and exit (runs nothing)")
     p.add_argument("--keep-tables", action="store_true", help="keep the written Delta tables")
     # internal: one engine on one shape, in a child process
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -345,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     a.workdir = str(Path(a.workdir or Path(a.data) / "work").resolve())
     if a.child:
         return child_main(a)
+    if a.markdown:
+        print(report.markdown(json.loads(Path(a.markdown).read_text())))
+        return 0
 
     engines = [e.strip() for e in a.engines.split(",") if e.strip()]
     shapes = [s.strip() for s in a.shapes.split(",") if s.strip()]

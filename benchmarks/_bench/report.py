@@ -104,3 +104,62 @@ def summary(doc: dict) -> str:
         "correctness: " + ("all PASS" if not fails else "FAIL/ERROR: " + ", ".join(fails)),
     ]
     return "\n".join(lines)
+
+
+def markdown(doc: dict) -> str:
+    """Markdown tables of a results document (``python benchmarks/upsert.py --markdown FILE``)."""
+    out = []
+    for shape, results in doc["results"].items():
+        meta = doc["batches"][shape]
+        months = f"{meta['months_touched']} ship months" + (
+            f" ({meta['months'][0]} .. {meta['months'][-1]})" if meta["months"] else "")
+        out += [
+            f"**{shape}**: {meta['updates']:,} updates + {meta['inserts']:,} inserts over {months}, "
+            f"into {doc['input']['rows']:,} rows.",
+            "",
+            "| engine | load s | merge s | rerun s | merge CPU s | load peak MB | merge peak MB | rerun peak MB | abs peak MB "
+            "| merge files +/- (MB written) | rerun files +/- | runs | busy % | check |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|",
+        ]
+        for eng, res in results.items():
+            if res.get("status") == "unavailable":
+                out.append(f"| {eng} | not available |" + " |" * 12)
+                continue
+            if res.get("status") != "ok":
+                out.append(f"| {eng} | ERROR: {res.get('error', '')[:80]} |" + " |" * 12)
+                continue
+            st = res["steps"]
+            absmb = max(r.get("peak_rss_mb", 0) for r in st.values())
+
+            def g(s, k, fmt):
+                v = st.get(s, {}).get(k)
+                return "-" if v is None else format(v, fmt)
+
+            m, r = st.get("merge", {}), st.get("rerun", {})
+            busy = max((x.get("other_cpu_pct", 0) for x in st.values()), default=0)
+            out.append(
+                f"| {eng} | {g('load', 'wall_s', '.1f')} | {g('merge', 'wall_s', '.1f')} | {g('rerun', 'wall_s', '.1f')} "
+                f"| {g('merge', 'tree_cpu_s', '.1f')} "
+                f"| {g('load', 'peak_above_baseline_mb', ',.0f')} | {g('merge', 'peak_above_baseline_mb', ',.0f')} "
+                f"| {g('rerun', 'peak_above_baseline_mb', ',.0f')} | {absmb:,.0f} "
+                f"| +{m.get('files_added')}/-{m.get('files_removed')} ({m.get('mb_added')}) "
+                f"| +{r.get('files_added')}/-{r.get('files_removed')} | {res.get('repeat', 1)}/{res.get('attempts', 1)} "
+                f"| {busy:.0f}{'' if res.get('all_clean', True) else ' !'} | {_check(res)} |"
+            )
+        anchor = results.get(ANCHOR)
+        if anchor and anchor.get("status") == "ok":
+            out += ["", f"Ratios vs {ANCHOR} native (>1 = slower / more memory):", "",
+                    "| engine | load t | merge t | rerun t | load mem | merge mem | rerun mem |",
+                    "|---|---:|---:|---:|---:|---:|---:|"]
+            for eng, res in results.items():
+                if eng == ANCHOR or res.get("status") != "ok":
+                    continue
+                cells = []
+                for step, key in [("load", "wall_s"), ("merge", "wall_s"), ("rerun", "wall_s"),
+                                  ("load", "peak_above_baseline_mb"), ("merge", "peak_above_baseline_mb"),
+                                  ("rerun", "peak_above_baseline_mb")]:
+                    x, y = _step(res, step, key), _step(anchor, step, key)
+                    cells.append(f"{x / y:.2f}" if x is not None and y else "-")
+                out.append(f"| {eng} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)

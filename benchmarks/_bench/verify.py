@@ -18,7 +18,7 @@ def file_stats(table: str) -> dict:
     dt = DeltaTable(table)
     acts = pa.table(dt.get_add_actions(flatten=True))
     files = dict(zip(acts.column("path").to_pylist(), acts.column("size_bytes").to_pylist()))
-    return {"version": dt.version(), "files": files}
+    return {"version": dt.version(), "files": files, "on_disk": dir_file_count(table)}
 
 
 def file_delta(before: dict | None, after: dict) -> dict:
@@ -33,6 +33,7 @@ def file_delta(before: dict | None, after: dict) -> dict:
         "files_removed": len(removed),
         "mb_added": round(sum(cur[f] for f in added) / 2**20, 1),
         "mb_active": round(sum(cur.values()) / 2**20, 1),
+        "files_on_disk": after.get("on_disk"),  # active + removed-but-not-vacuumed
     }
 
 
