@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from etl.define.schema import to_pandas
 
-from etl.commit.files import FileRef, read_file, to_arrow, write_file
+from etl.commit.files import FileRef, partition_string, read_file, to_arrow, write_file
 from etl.commit.keys import resolve_duplicates
 from etl.commit.validate import DELETE_COL
 from etl.io.storage import Location
@@ -58,21 +58,20 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
     return np.asarray(eq, dtype=bool) | both_null
 
 
-def write_rows(spec: MergeSpec, rows: pd.DataFrame) -> list[dict]:
+def write_rows(spec: MergeSpec, rows: pd.DataFrame | pa.Table) -> list[dict]:
     """Stage ``rows`` as one file per table partition; return the add actions."""
-    if rows.empty:
+    table = rows if isinstance(rows, pa.Table) else to_arrow(rows, spec.schema)
+    if table.num_rows == 0:
         return []
-    table = to_arrow(rows, spec.schema)
     if not spec.partition_by:
         return [write_file(spec.root, table, {}, spec.run_id)]
-    from etl.commit.files import partition_string
-
+    cols = list(spec.partition_by)
+    groups = to_pandas(table.select(cols)).groupby(cols, dropna=False, sort=True).indices
     adds = []
-    part = rows[list(spec.partition_by)].astype(object)
-    grouping = part.apply(lambda r: tuple(partition_string(v) for v in r), axis=1)
-    for values, positions in grouping.groupby(grouping, sort=True).indices.items():
-        adds.append(write_file(spec.root, table.take(pa.array(positions)),
-                               dict(zip(spec.partition_by, values)), spec.run_id))
+    for values, positions in groups.items():
+        values = values if isinstance(values, tuple) else (values,)
+        parts = {c: partition_string(v) for c, v in zip(cols, values)}
+        adds.append(write_file(spec.root, table.take(pa.array(positions)), parts, spec.run_id))
     return adds
 
 
@@ -80,6 +79,8 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     """Merge the source rows of one group into ``files`` (possibly none).
 
     ``source`` holds the schema columns plus the boolean ``_etl_delete`` column.
+    The table's files stay in Arrow; only the rows that match a source key are
+    compared in pandas.
     """
     keys = list(spec.keys)
     res = GroupResult()
@@ -88,70 +89,56 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     res.counts["duplicates_dropped"] += dropped
     source = source.reset_index(drop=True)
     deletes = source[DELETE_COL].to_numpy(bool) if DELETE_COL in source else np.zeros(len(source), bool)
-    target = _read_group(spec, files)
-    if target.empty:
+    tables = [read_file(spec.root, ref, spec.schema) for ref in files]
+    if not tables or sum(t.num_rows for t in tables) == 0:
         res.counts["delete_not_found"] += int(deletes.sum())
         res.counts["inserted"] += int((~deletes).sum())
         res.adds += write_rows(spec, source.loc[~deletes, spec.schema.names])
         res.counts["files_added"] += len(res.adds)
         return res
-
-    s_idx = pd.Series(np.arange(len(source)), name="_s")
-    t_keys = target[keys].assign(_t=np.arange(len(target)))
-    pairs = t_keys.merge(source[keys].assign(_s=s_idx), on=keys, how="inner")
+    target = pa.concat_tables(tables)
+    file_of = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+    pairs = to_pandas(target.select(keys)).assign(_t=np.arange(target.num_rows)).merge(
+        source[keys].assign(_s=np.arange(len(source))), on=keys, how="inner")
     t_pos, s_pos = pairs["_t"].to_numpy(), pairs["_s"].to_numpy()
-    matched_src = np.zeros(len(source), bool)
-    matched_src[s_pos] = True
-    stale = _older(source, target, s_pos, t_pos, spec.order_by)
+    old = to_pandas(target.take(pa.array(t_pos, pa.int64())))
+    new = source.iloc[s_pos].reset_index(drop=True)
+    stale = _older(new, old, spec.order_by)
     is_del = deletes[s_pos] & ~stale
     same = np.ones(len(pairs), bool)
     for col in spec.schema.names:
-        same &= _same(target[col].iloc[t_pos].reset_index(drop=True), source[col].iloc[s_pos].reset_index(drop=True))
+        same &= _same(old[col], new[col])
     changed = ~is_del & ~same & ~stale
-    res.counts["deleted"] += int(is_del.sum())
-    res.counts["updated"] += int(changed.sum())
-    res.counts["unchanged"] += int((~is_del & same & ~stale).sum())
-    res.counts["stale"] += int(stale.sum())
-    res.counts["delete_not_found"] += int((deletes & ~matched_src).sum())
+    matched_src = np.zeros(len(source), bool)
+    matched_src[s_pos] = True
     inserts = ~matched_src & ~deletes
-    res.counts["inserted"] += int(inserts.sum())
-
-    gone = np.zeros(len(target), bool)
+    res.counts.update(deleted=int(is_del.sum()), updated=int(changed.sum()),
+                      unchanged=int((~is_del & same & ~stale).sum()), stale=int(stale.sum()),
+                      delete_not_found=int((deletes & ~matched_src).sum()), inserted=int(inserts.sum()))
+    gone = np.zeros(target.num_rows, bool)
     gone[t_pos[is_del | changed]] = True
-    touched = set(target["_etl_file"].to_numpy()[gone])
-    keep = target[target["_etl_file"].isin(touched) & ~gone]
-    new_rows = source.iloc[np.concatenate([s_pos[changed], np.flatnonzero(inserts)])]
-    out = pd.concat([keep[spec.schema.names], new_rows[spec.schema.names]], ignore_index=True)
+    touched = np.unique(file_of[gone])
+    kept = target.filter(pa.array(np.isin(file_of, touched) & ~gone))
+    fresh = source.iloc[np.concatenate([s_pos[changed], np.flatnonzero(inserts)])]
+    out = pa.concat_tables([kept, to_arrow(fresh, spec.schema).cast(kept.schema)])
     res.adds += write_rows(spec, out)
-    res.removes += [_remove(files[i]) for i in sorted(touched)]
-    res.counts["files_added"] += len(res.adds)
-    res.counts["files_removed"] += len(res.removes)
+    res.removes += [_remove(files[i]) for i in touched.tolist()]
+    res.counts.update(files_added=len(res.adds), files_removed=len(res.removes))
     return res
 
 
-def _older(source: pd.DataFrame, target: pd.DataFrame, s_pos: np.ndarray, t_pos: np.ndarray,
-           order_by: str | None) -> np.ndarray:
-    """Matched source rows older than the table's row by ``order_by``: latest wins against the table too.
+def _older(new: pd.DataFrame, old: pd.DataFrame, order_by: str | None) -> np.ndarray:
+    """Source rows older than the table's row for the same key by ``order_by`` (rows aligned).
 
-    So the table does not depend on the order batches commit in. A null order
-    is older than any value; on equal values the source wins.
+    Latest wins against the table too, so the table does not depend on the
+    order batches commit in. A null order is older than any value; on equal
+    values the source wins.
     """
-    if order_by is None or not len(s_pos):
-        return np.zeros(len(s_pos), bool)
-    s = source[order_by].iloc[s_pos].reset_index(drop=True)
-    t = target[order_by].iloc[t_pos].reset_index(drop=True)
+    if order_by is None or not len(new):
+        return np.zeros(len(new), bool)
+    s, t = new[order_by], old[order_by]
     older = (s < t).fillna(False).to_numpy(bool)
     return older | (s.isna() & t.notna()).to_numpy(bool)
-
-
-def _read_group(spec: MergeSpec, files: list[FileRef]) -> pd.DataFrame:
-    frames = []
-    for i, ref in enumerate(files):
-        t = read_file(spec.root, ref, spec.schema)
-        frames.append(to_pandas(t).assign(_etl_file=i))
-    if not frames:
-        return pd.DataFrame(columns=[*spec.schema.names, "_etl_file"])
-    return pd.concat(frames, ignore_index=True)
 
 
 def _remove(ref: FileRef) -> dict:

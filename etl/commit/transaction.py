@@ -49,6 +49,7 @@ class Staged:
     snapshot: Snapshot
     counts: dict = field(default_factory=dict)
     depends_on: Callable[[object, dict], bool] = lambda ref, stats: False
+    timings: dict = field(default_factory=dict)
 
     def invalidated_by(self, now: Snapshot) -> bool:
         if now.version == self.snapshot.version:

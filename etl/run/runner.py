@@ -176,7 +176,8 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
     p, target = plan.pipeline, plan.pipeline.target
     stages: dict = {"rows_read": _rows_read(plan)}
     ts = time.perf_counter()
-    data = conformed(output, schema, target.delete_when, target.keys).persist()
+    data = _persisted(conformed(output, schema, target.delete_when, target.keys))
+    stages["read_transform_seconds"] = round(time.perf_counter() - ts, 3)
     spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id)
     snap = snapshot(dt, list(target.keys))
     if target.mode == "merge":
@@ -185,6 +186,7 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
     else:
         staged = stage_append(data, spec, snap, overwrite=target.mode == "overwrite")
         replan = replan_overwrite if target.mode == "overwrite" else (lambda s, now: s)
+    stages.update(staged.timings)
     stages["stage_seconds"] = round(time.perf_counter() - ts, 3)
     metadata = commit_metadata(run_id=run_id, pipeline=p.name, batch=plan.batch, app_id=app_id,
                                params=plan.params, sources=[s.describe() for s in plan.sources.values()],
@@ -195,6 +197,21 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
                      key_columns=list(target.keys), hook=hook)
     stages["commit_seconds"] = round(time.perf_counter() - tc, 3)
     return outcome, stages
+
+
+def _persisted(frame):
+    """Compute ``frame`` into cluster memory and wait, so errors and timings belong to this stage."""
+    frame = frame.persist()
+    try:
+        from distributed import wait
+
+        from etl.run.cluster import current_client
+
+        if current_client() is not None:
+            wait(frame)
+    except ImportError:
+        pass
+    return frame
 
 
 def _rows_read(plan: Plan) -> int | None:

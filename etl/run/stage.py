@@ -20,6 +20,7 @@ MERGE at cluster scale, in four steps:
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import dask
@@ -38,7 +39,6 @@ from etl.commit.transaction import Staged, discard
 from etl.commit.validate import DELETE_COL, HASH_COL, conform
 
 GROUP_COL = "_etl_group"
-ROWS_PER_NEW_BUCKET = 2_000_000
 ACTION_META = pd.DataFrame({"kind": pd.Series([], dtype=object), "path": pd.Series([], dtype=object),
                             "size": pd.Series([], dtype="int64"),
                             "partition_values": pd.Series([], dtype=object),
@@ -134,11 +134,38 @@ def _locate(spec: MergeSpec, ref: FileRef, hashes: np.ndarray) -> np.ndarray:
     return np.unique(found)
 
 
-def _route(df: pd.DataFrame, routes: pd.Series, first_bucket: int, buckets: int) -> pd.DataFrame:
-    group = routes.reindex(df[HASH_COL].to_numpy())
-    new = (df[HASH_COL].to_numpy() % np.uint64(buckets)).astype("int64") + first_bucket
+def _partition_ids(df: pd.DataFrame, partition_by: tuple) -> pd.Series:
+    """Each row's table partition as its Delta log string form (JSON), computed once per distinct value."""
+    cols = list(partition_by)
+    distinct = df[cols].drop_duplicates()
+    names = [json.dumps({c: partition_string(v) for c, v in zip(cols, row)}, sort_keys=True)
+             for row in distinct.itertuples(index=False)]
+    lookup = distinct.assign(_etl_part=names)
+    return df[cols].merge(lookup, on=cols, how="left")["_etl_part"].set_axis(df.index)
+
+
+def _route(df: pd.DataFrame, routes: pd.Series, repeated: np.ndarray, part_groups: dict, first_new: int,
+           new_groups: int, partition_by: tuple) -> pd.DataFrame:
+    """Each row's group: the file group holding its key; else a group rewriting a file of its
+    partition; else one new group per table partition.
+
+    Keys that occur more than once in the batch go by key hash instead, so all
+    rows of a key meet in one group whatever partition each row names.
+    """
+    hashes = df[HASH_COL].to_numpy()
+    group = routes.reindex(hashes).to_numpy()
+    by_key = np.isin(hashes, repeated)
+    if partition_by:
+        parts = _partition_ids(df, partition_by)
+        joins = parts.map(part_groups).to_numpy(dtype="float64")
+        group = np.where(np.isnan(group) & ~by_key, joins, group)
+        spread = pd.util.hash_pandas_object(parts, index=False).to_numpy()
+    else:
+        spread = np.zeros(len(df), dtype=np.uint64)
+    spread = np.where(by_key, hashes, spread)
+    new = (spread % np.uint64(new_groups)).astype("int64") + first_new
     out = df.copy()
-    out[GROUP_COL] = np.where(group.isna().to_numpy(), new, group.fillna(-1).to_numpy()).astype("int64")
+    out[GROUP_COL] = np.where(np.isnan(group), new, np.nan_to_num(group, nan=-1)).astype("int64")
     return out
 
 
@@ -169,7 +196,8 @@ class MergeStager:
         key_frame = data[[*spec.keys, HASH_COL]]
         hashes, lo, hi, n = dask.compute(key_frame[HASH_COL], key_frame[list(spec.keys)].min(),
                                          key_frame[list(spec.keys)].max(), key_frame.shape[0])
-        self.hashes = np.unique(hashes.to_numpy(np.uint64))
+        self.hashes, counts = np.unique(hashes.to_numpy(np.uint64), return_counts=True)
+        self.repeated = self.hashes[counts > 1]
         self.rows = int(n)
         self.lo = {k: _stat_value(v) for k, v in lo.items()}
         self.hi = {k: _stat_value(v) for k, v in hi.items()}
@@ -186,24 +214,32 @@ class MergeStager:
 
     def stage(self, snap: Snapshot) -> Staged:
         spec = self.spec
+        t0 = time.perf_counter()
         candidates = [ref for p, ref in snap.files.items() if self.could_hold(ref, snap.stats.get(p, {}))]
         # one graph node for the batch's keys, named by content: runs sharing a client never collide
         hashes = dask.delayed(self.hashes)
         found = dask.compute(*[dask.delayed(_locate)(spec, ref, hashes) for ref in candidates])
+        t1 = time.perf_counter()
         groups = _union_groups([(ref, h) for ref, h in zip(candidates, found) if len(h)])
         pairs = [(h, gid) for gid, (_, hs) in enumerate(groups) for h in hs]
         routes = pd.Series(np.array([g for _, g in pairs], dtype="float64"),
                            index=pd.Index(np.array([h for h, _ in pairs], dtype=np.uint64)))
-        buckets = max(1, -(-(self.rows - len(routes)) // ROWS_PER_NEW_BUCKET))
+        new_groups = max(1, min(self.data.npartitions, 64))
         group_files = {gid: refs for gid, (refs, _) in enumerate(groups)}
-        routed = self.data.map_partitions(_route, routes, len(groups), buckets,
+        part_groups = {}
+        for gid, (refs, _) in enumerate(groups):
+            for ref in refs:
+                part_groups.setdefault(json.dumps(dict(ref.partition_values), sort_keys=True), gid)
+        routed = self.data.map_partitions(_route, routes, self.repeated, part_groups, len(groups), new_groups,
+                                          tuple(spec.partition_by),
                                           meta=self.data._meta.assign(**{GROUP_COL: pd.Series([], dtype="int64")}))
-        nparts = max(1, min(len(groups) + buckets, max(self.data.npartitions, 8)))
+        nparts = max(1, min(len(groups) + new_groups, max(self.data.npartitions, 8)))
         shuffled = routed.shuffle(on=GROUP_COL, npartitions=nparts)
         actions = shuffled.map_partitions(_apply, spec, group_files, meta=ACTION_META).compute()
         adds, removes, counts = _collect(actions)
         counts["files_scanned"] = len(candidates)
-        return Staged(adds, removes, snap, counts, depends_on=self.could_hold)
+        timings = {"locate_seconds": round(t1 - t0, 3), "apply_seconds": round(time.perf_counter() - t1, 3)}
+        return Staged(adds, removes, snap, counts, depends_on=self.could_hold, timings=timings)
 
     def replan(self, staged: Staged, now: Snapshot) -> Staged:
         discard(self.spec.root, staged, now.paths)
