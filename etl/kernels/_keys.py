@@ -26,13 +26,13 @@ from etl.kernels._columns import logical_kind, to_numpy, utc_ns
 from etl.kernels._hashing import fmix64
 from etl.kernels._numba import jit
 
-__all__ = ["duplicate_keys", "latest_per_key", "match_keys", "order_key"]
+__all__ = ["duplicate_keys", "latest_per_code", "latest_per_key", "match_keys", "order_key"]
 
 _SALT = np.uint64(0x6A09E667F3BCC908)
 _FLIP = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
-@jit
+@jit(inline=True)
 def _slot(table, key, mask):
     """Row of ``table`` holding ``key``, or the empty row (``table[j, 1] < 0``) for it.
 
@@ -106,12 +106,41 @@ def _latest(keys, order, valid):
     return np.flatnonzero(keep)
 
 
-@jit
+@jit(inline=True)
 def _wins(valid, order, best_valid, best_order):
     """Later row wins unless it is null and the best is not, or it orders lower."""
     if valid != best_valid:
         return valid
     return (not valid) or order >= best_order
+
+
+@jit
+def _latest_by_code(codes, ngroups, order, valid):
+    best = np.full(ngroups, -1, np.int64)
+    for i in range(codes.size):
+        b = best[codes[i]]
+        if b < 0 or _wins(valid[i], order[i], valid[b], order[b]):
+            best[codes[i]] = i
+    keep = np.zeros(codes.size, np.bool_)
+    for g in range(ngroups):
+        if best[g] >= 0:
+            keep[best[g]] = True
+    return np.flatnonzero(keep)
+
+
+def latest_per_code(codes: np.ndarray, ngroups: int, order) -> np.ndarray:
+    """:func:`latest_per_key` for exact dense group codes (``0 <= code < ngroups``).
+
+    Same rule: greatest ``order`` wins, ties go to the last position, nulls lose.
+
+    Examples
+    --------
+    >>> latest_per_code(np.array([0, 1, 0]), 2, np.array([5, 1, 5])).tolist()
+    [1, 2]
+    """
+    key, valid = order_key(order)
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    return _latest_by_code(codes, ngroups, np.ascontiguousarray(key), np.ascontiguousarray(valid))
 
 
 @jit

@@ -75,9 +75,13 @@ def cache_dir() -> str:
     return _CACHE_DIR
 
 
-def jit(func, cache: bool = True):
+def jit(func=None, *, cache: bool = True, inline: bool = False):
     """Compile with ``njit(cache=True, nogil=True)``; functions without a source file
     (a REPL, a notebook cell, a doctest) cannot be cached and compile in memory.
+
+    ``inline=True`` inlines the helper into its callers at numba IR level: use it
+    for small helpers called per row with array arguments, which otherwise pay
+    reference counting on every call.
 
     Examples
     --------
@@ -87,12 +91,15 @@ def jit(func, cache: bool = True):
     >>> twice(21)
     42
     """
+    if func is None:
+        return lambda f: jit(f, cache=cache, inline=inline)
+    options = {"nogil": True, "inline": "always" if inline else "never"}
     if cache:
         try:
-            return numba.njit(cache=True, nogil=True)(func)
+            return numba.njit(cache=True, **options)(func)
         except RuntimeError:  # "cannot cache function ...: no locator available"
             pass
-    return numba.njit(nogil=True)(func)
+    return numba.njit(**options)(func)
 
 
 @dataclass

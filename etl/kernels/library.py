@@ -33,27 +33,12 @@ import numpy as np
 import pandas as pd
 
 from etl.errors import ConfigError
-from etl.kernels._hashing import hash_rows
+from etl.kernels._grouping import group_codes
 from etl.kernels._kernel import kernel
-from etl.kernels._keys import latest_per_key
+from etl.kernels._keys import latest_per_code
 from etl.kernels._numba import jit
 
 __all__ = ["LIBRARY_KERNELS", "dedup_latest", "rolling_agg", "running_agg", "sessionize"]
-
-
-@jit
-def _emit(i, total, n, null, sum, sum_null, count, count_null, mean, mean_null):
-    """Write sum, count and mean of ``n`` values totalling ``total`` to row ``i``.
-
-    Outputs the caller did not select arrive empty (``unselected="empty"``).
-    """
-    if sum.size:
-        sum[i], sum_null[i] = total, null or n == 0
-    if count.size:
-        count[i], count_null[i] = n, null
-    if mean.size:
-        mean[i] = total / n if n > 0 else 0.0
-        mean_null[i] = null or n == 0
 
 
 @kernel(inputs={"time": "int64"}, outputs={"session": "Int64"}, params={"gap": "int64"})
@@ -72,12 +57,17 @@ def _sessions(time, time_null, gap, offsets, session, session_null):
             session[i] = number
 
 
+# Library kernels write their outputs inline: a helper taking the output arrays,
+# called per row, costs reference counting on every call even when inlined.
+# Outputs the caller did not select arrive empty (unselected="empty").
+
 @kernel(inputs={"time": "int64", "value": "float64"},
         outputs={"sum": "Float64", "count": "Int64", "mean": "Float64", "max": "Float64"},
         unselected="empty")
 def _running(time, time_null, value, value_null, offsets,
              sum, sum_null, count, count_null, mean, mean_null, max, max_null):
     """Running aggregates over all earlier rows and peers of a key (NaN and nulls skipped)."""
+    want_sum, want_count, want_mean, want_max = sum.size > 0, count.size > 0, mean.size > 0, max.size > 0
     for g in range(offsets.size - 1):
         total, n, peak = 0.0, 0, -np.inf
         i, end = offsets[g], offsets[g + 1]
@@ -87,12 +77,20 @@ def _running(time, time_null, value, value_null, offsets,
                 while j < end and time[j] == time[i]:
                     j += 1
                 for k in range(i, j):
-                    if not value_null[k] and value[k] == value[k]:
-                        total, n, peak = total + value[k], n + 1, value[k] if value[k] > peak else peak
+                    x = value[k]
+                    if not value_null[k] and x == x:
+                        total, n, peak = total + x, n + 1, x if x > peak else peak
+            null = time_null[i]
+            empty = null or n == 0
             for k in range(i, j):
-                _emit(k, total, n, time_null[k], sum, sum_null, count, count_null, mean, mean_null)
-                if max.size:
-                    max[k], max_null[k] = peak, time_null[k] or n == 0
+                if want_sum:
+                    sum[k], sum_null[k] = total, empty
+                if want_count:
+                    count[k], count_null[k] = n, null
+                if want_mean:
+                    mean[k], mean_null[k] = total / n if n > 0 else 0.0, empty
+                if want_max:
+                    max[k], max_null[k] = peak, empty
             i = j
 
 
@@ -103,30 +101,35 @@ def _running(time, time_null, value, value_null, offsets,
 def _rolling(time, time_null, value, value_null, window, left_closed, right_closed, offsets,
              sum, sum_null, count, count_null, mean, mean_null):
     """Aggregates over the rows of a key whose time lies in the window ending at each row."""
+    want_sum, want_count, want_mean = sum.size > 0, count.size > 0, mean.size > 0
     span = np.uint64(window)
     for g in range(offsets.size - 1):
         start, end = offsets[g], offsets[g + 1]
         lo = hi = start
         total, n = 0.0, 0
         for i in range(start, end):
-            if time_null[i]:
-                _emit(i, 0.0, 0, True, sum, sum_null, count, count_null, mean, mean_null)
+            null = time_null[i]
+            if null:  # null times sort first: the window starts after them
                 lo = hi = i + 1
-                continue
-            while hi < end and (time[hi] < time[i] or (right_closed and time[hi] == time[i])):
+            while not null and hi < end and (time[hi] < time[i] or (right_closed and time[hi] == time[i])):
                 if not value_null[hi] and value[hi] == value[hi]:
                     total, n = total + value[hi], n + 1
                 hi += 1
-            while lo < hi:
+            while not null and lo < hi:
                 age = np.uint64(time[i]) - np.uint64(time[lo])
                 if age < span or (left_closed and age == span):
                     break
                 if not value_null[lo] and value[lo] == value[lo]:
                     total, n = total - value[lo], n - 1
                 lo += 1
-            total = total if n > 0 else 0.0
-            _emit(i, total, n, False, sum, sum_null, count, count_null, mean, mean_null)
-
+            total = total if n > 0 else 0.0  # no drift once the window empties
+            empty = null or n == 0
+            if want_sum:
+                sum[i], sum_null[i] = total, empty
+            if want_count:
+                count[i], count_null[i] = n, null
+            if want_mean:
+                mean[i], mean_null[i] = total / n if n > 0 else 0.0, empty
 
 
 LIBRARY_KERNELS = (_sessions, _running, _rolling)
@@ -235,15 +238,18 @@ def rolling_agg(df, by, time: str, value: str, window, *, aggs=("sum", "count", 
 
 
 def _latest_rows(df: pd.DataFrame, keys: list[str], order_by: str) -> pd.DataFrame:
-    return df.iloc[latest_per_key(hash_rows(df, keys), df[order_by])]
+    codes, ngroups = group_codes(df, keys)
+    return df.iloc[latest_per_code(codes, ngroups, df[order_by])]
 
 
 def dedup_latest(df, by, order_by: str):
     """Keep the latest row of each key: greatest ``order_by``; ties keep the last row.
 
-    NaN, NaT and null ``order_by`` values lose to any value. Keys are compared
-    by their 64-bit :func:`~etl.kernels.hash_rows` hash. On Dask, "last row"
-    among exact ties depends on the shuffle; declare a unique ``order_by``.
+    The rule of :func:`~etl.kernels.latest_per_key` (NaN, NaT and null
+    ``order_by`` values lose to any value), with keys compared exactly
+    (factorised, null keys form one key) rather than by hash. Kept rows stay
+    in their original order with their index. On Dask, "last row" among exact
+    ties depends on the shuffle; declare a unique ``order_by``.
     """
     keys = _keys(by)
     if isinstance(df, pd.DataFrame):
