@@ -49,12 +49,15 @@ class RunContext:
         Free parameters given on the command line or in Python.
     run_id : str
         The unique id of this run.
+    dates : tuple of str
+        Every date of the batch (a backfill batch may span several days).
     """
 
     date: str | None
     warehouse: str
     params: Mapping[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    dates: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -47,14 +47,14 @@ class ResolvedSource:
     files: tuple = ()
     version: int | None = None
     date_column: str | None = None
-    date: str | None = None
+    dates: tuple = ()
     read_options: dict = field(default_factory=dict)
     storage_options: Any = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
         """A digest of what is read: file names and sizes, or the table version."""
         h = hashlib.blake2b(digest_size=8)
-        h.update(json.dumps([self.format, redact(self.url), self.version, self.date,
+        h.update(json.dumps([self.format, redact(self.url), self.version, list(self.dates),
                              [[f[0], f[1]] for f in self.files]]).encode())
         return h.hexdigest()
 
@@ -73,11 +73,16 @@ def fill(url: str, warehouse: str, date: str | None) -> str:
     return url.replace("{warehouse}", warehouse.rstrip("/")).replace("{date}", date or "*")
 
 
-def resolve(name: str, src: Source, warehouse: str, date: str | None) -> ResolvedSource:
-    """Pin ``src`` to the files (or Delta version) of the batch ``date``."""
-    url = fill(src.url, warehouse, date if src.partitioned_by_path else None)
+def resolve(name: str, src: Source, warehouse: str, dates: tuple = ()) -> ResolvedSource:
+    """Pin ``src`` to the files (or Delta version) of the batch's ``dates`` (empty: all input)."""
+    dates = tuple(dates)
+    if src.partitioned_by_path and len(dates) > 1:
+        parts = [resolve(name, src, warehouse, (d,)) for d in dates]
+        return ResolvedSource(**{**parts[0].__dict__, "url": fill(src.url, warehouse, None), "dates": dates,
+                                 "files": tuple(f for part in parts for f in part.files)})
+    url = fill(src.url, warehouse, dates[0] if (src.partitioned_by_path and dates) else None)
     common = dict(name=name, url=url, format=src.format, date_column=src.date_column,
-                  date=date if (src.date_column or src.partitioned_by_path) else None,
+                  dates=dates if (src.date_column or src.partitioned_by_path) else (),
                   read_options=dict(src.read_options), storage_options=src.storage_options)
     if src.format == "delta":
         return _resolve_delta(src, url, common)
@@ -127,7 +132,7 @@ def is_empty(rs: ResolvedSource) -> bool:
 # ---------------------------------------------------------------- reading (runs on workers)
 
 def _read_one(spec: tuple, fmt: str, read_options: dict, storage_options: Any, date_column: str | None,
-              date: str | None, partition_schema: Any) -> pd.DataFrame:
+              dates: tuple, partition_schema: Any) -> pd.DataFrame:
     path, _, part_values = spec
     try:
         if fmt in ("parquet", "delta"):
@@ -143,11 +148,11 @@ def _read_one(spec: tuple, fmt: str, read_options: dict, storage_options: Any, d
         raise SourceError(f"cannot read {fmt} file {redact(path)}: {type(exc).__name__}: {exc}. "
                           "Replace or remove the file, then rerun; nothing was committed.",
                           file=redact(path)) from None
-    if date_column and date:
+    if date_column and dates:
         if date_column not in df.columns:
             raise SourceError(f"file {redact(path)} has no column {date_column!r} (the source's date_column); "
                               f"found {list(df.columns)}.", file=redact(path), column=date_column)
-        df = df[df[date_column].astype(str).str[:10] == date].reset_index(drop=True)
+        df = df[df[date_column].astype(str).str[:10].isin(list(dates))].reset_index(drop=True)
     return df
 
 
@@ -172,7 +177,7 @@ def read(rs: ResolvedSource) -> dd.DataFrame:
     if not rs.files:
         raise SourceError(
             f"source {rs.name!r}: no files match {redact(rs.url)}"
-            f"{' for date ' + rs.date if rs.date else ''}. Check the date and the URL, "
+            f"{' for ' + ', '.join(rs.dates) if rs.dates else ''}. Check the date and the URL, "
             "or generate the input first.", source=rs.name, file=redact(rs.url))
     partition_schema = None
     if rs.format == "delta":
@@ -181,7 +186,7 @@ def read(rs: ResolvedSource) -> dd.DataFrame:
         partition_schema = pa.schema(DeltaTable(loc.url, version=rs.version,
                                                 storage_options=loc.delta_options).schema())
     kw = dict(fmt=rs.format, read_options=rs.read_options, storage_options=rs.storage_options,
-              date_column=rs.date_column, date=rs.date, partition_schema=partition_schema)
+              date_column=rs.date_column, dates=rs.dates, partition_schema=partition_schema)
     meta = _meta(rs, partition_schema, kw)
     return dd.from_map(_read_one, list(rs.files), meta=meta, enforce_metadata=False, **kw)
 

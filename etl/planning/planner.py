@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from etl.define.pipeline import Pipeline, RunContext
 from etl.errors import ConfigError, SourceError
@@ -60,7 +61,7 @@ class Plan:
     """What one run of a pipeline would do."""
 
     pipeline: Pipeline
-    date: str | None
+    dates: tuple
     warehouse: str
     sources: dict  # name -> ResolvedSource
     target: Location
@@ -68,8 +69,16 @@ class Plan:
     touched_partitions: list | None = None
 
     @property
+    def date(self) -> str | None:
+        """The batch's date when it covers exactly one."""
+        return self.dates[0] if len(self.dates) == 1 else None
+
+    @property
     def batch(self) -> str:
-        return self.date or "all"
+        """The batch id: a date, ``first..last``, or ``all``."""
+        if not self.dates:
+            return "all"
+        return self.dates[0] if len(self.dates) == 1 else f"{self.dates[0]}..{self.dates[-1]}"
 
     def input_fingerprint(self) -> str:
         h = hashlib.blake2b(digest_size=8)
@@ -83,7 +92,8 @@ class Plan:
         return f"etl:{self.pipeline.name}:{self.batch}:{self.input_fingerprint()}{':' + nonce if nonce else ''}"
 
     def context(self, run_id: str = "") -> RunContext:
-        return RunContext(date=self.date, warehouse=self.warehouse, params=dict(self.params), run_id=run_id)
+        return RunContext(date=self.date, warehouse=self.warehouse, params=dict(self.params), run_id=run_id,
+                          dates=self.dates)
 
     def to_dict(self) -> dict:
         t = self.pipeline.target
@@ -91,6 +101,7 @@ class Plan:
             "pipeline": self.pipeline.name,
             "batch": self.batch,
             "date": self.date,
+            "dates": list(self.dates),
             "sources": [{**s.describe(), "paths": [redact(f[0]) for f in s.files[:50]]}
                         for s in self.sources.values()],
             "target": redact(self.target.url),
@@ -105,24 +116,29 @@ class Plan:
         }
 
 
-def make_plan(pipeline: Pipeline, *, date: str | None = None, warehouse: str | None = None,
+def make_plan(pipeline: Pipeline, *, date: str | Sequence[str] | None = None, warehouse: str | None = None,
               params: dict | None = None, generate_demo: bool = True) -> Plan:
-    """Resolve a run of ``pipeline``; demo input is generated first when the sources are empty."""
+    """Resolve a run of ``pipeline`` for one date, several dates (one batch) or all input.
+
+    Demo input is generated first when the sources are empty and the pipeline has a demo.
+    """
     warehouse = warehouse or default_warehouse()
     wh = Location(warehouse).url if is_local(warehouse) else warehouse.rstrip("/")
-    date = parse_date(date)
+    raw = [date] if isinstance(date, str) else list(date or [])
+    dates = tuple(sorted(dict.fromkeys(parse_date(d) for d in raw)))
     try:
-        sources = {n: resolve(n, s, wh, date) for n, s in pipeline.sources.items()}
+        sources = {n: resolve(n, s, wh, dates) for n, s in pipeline.sources.items()}
         missing = any(is_empty(s) for s in sources.values())
     except SourceError:
         if not (generate_demo and pipeline.demo is not None):
             raise
         missing = True
     if missing and generate_demo and pipeline.demo is not None:
-        pipeline.demo(RunContext(date=date, warehouse=wh, params=dict(params or {})))
-        sources = {n: resolve(n, s, wh, date) for n, s in pipeline.sources.items()}
+        pipeline.demo(RunContext(date=dates[0] if len(dates) == 1 else None, warehouse=wh,
+                                 params=dict(params or {}), dates=dates))
+        sources = {n: resolve(n, s, wh, dates) for n, s in pipeline.sources.items()}
     target = Location(table_url(pipeline.target.table, wh), pipeline.target.storage_options)
-    return Plan(pipeline, date, wh, sources, target, dict(params or {}))
+    return Plan(pipeline, dates, wh, sources, target, dict(params or {}))
 
 
 def with_touched_partitions(plan: Plan, output) -> Plan:

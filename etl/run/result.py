@@ -40,6 +40,14 @@ class RunResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def ledger_rows(self) -> dict:
+        """The row counts the ledger records for this run."""
+        names = ("rows_in", "inserted", "updated", "deleted", "unchanged", "duplicates_dropped", "stale")
+        rows = {n: int(getattr(self, n)) for n in names}
+        if self.rows_read is not None:
+            rows["rows_read"] = int(self.rows_read)
+        return rows
+
     def summary_rows(self) -> list[tuple[str, str]]:
         def n(v):
             return "-" if v is None else f"{v:,}" if isinstance(v, int) else str(v)

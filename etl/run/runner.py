@@ -26,6 +26,7 @@ from etl.io import sources as io_sources
 from etl.planning.planner import Plan, make_plan
 from etl.policy.retry import RetryPolicy
 from etl.run.cluster import connect, ship_code
+from etl.run.record import RunRecorder
 from etl.run.result import RunResult
 from etl.run.stage import MergeStager, conformed, replan_overwrite, stage_append
 
@@ -50,7 +51,7 @@ def build_output(plan: Plan, run_id: str = ""):
 
 def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | None = None,
         client=None, scheduler: str | None = None, cluster=None, params: dict | None = None,
-        force: bool = False,
+        force: bool = False, takeover: bool = False, backfill_id: str | None = None,
         retry: RetryPolicy | None = None, hook: Callable[[str], None] | None = None) -> RunResult:
     """Run a pipeline once and commit its batch exactly once.
 
@@ -98,7 +99,16 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
                 return skipped
         ship_code(active, p.module_file)
         app_id = plan.app_id(nonce=run_id if force else "")
-        return _execute(plan, run_id, app_id, retry or RetryPolicy.from_env(), hook, t0)
+        recorder = RunRecorder(plan, run_id, app_id, backfill_id=backfill_id, takeover=takeover)
+        recorder.started()
+        try:
+            result = _execute(plan, run_id, app_id, retry or RetryPolicy.from_env(), hook, t0)
+        except BaseException as exc:
+            recorder.failed(exc)
+            raise
+        recorder.succeeded(result.ledger_rows(), result.version if result.files_added or result.files_removed
+                           else None)
+        return result
 
 
 def _cluster_address(client, scheduler, cluster):
@@ -134,8 +144,10 @@ def _already_committed(plan: Plan, run_id: str, force: bool, t0: float) -> RunRe
     if existing is None or existing.transaction_version(app_id) is None:
         return None
     log.info("batch %s of %s already committed (%s); nothing to do", plan.batch, plan.pipeline.name, app_id)
-    return RunResult(plan.pipeline.name, run_id, plan.batch, str(plan.target), "skipped",
-                     version_with_txn(existing, app_id), app_id, wall_seconds=time.perf_counter() - t0)
+    version = version_with_txn(existing, app_id)
+    RunRecorder(plan, run_id, app_id).already_committed(version)
+    return RunResult(plan.pipeline.name, run_id, plan.batch, str(plan.target), "skipped", version, app_id,
+                     wall_seconds=time.perf_counter() - t0)
 
 
 def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0: float) -> RunResult:
