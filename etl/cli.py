@@ -158,6 +158,149 @@ def clean(table: str, warehouse: str | None, grace: float, dry_run: bool) -> Non
     click.echo(f"{len(orphans)} orphan file(s) {'found' if dry_run else 'removed'} in {loc}")
 
 
+@cli.command()
+@click.argument("name")
+@click.option("--start", required=True, help="First date (YYYY-MM-DD), included.")
+@click.option("--end", required=True, help="Last date (YYYY-MM-DD), included.")
+@click.option("--batch-size", default="1d", show_default=True, help="Days per batch: 1, 3d, 1w.")
+@click.option("--concurrency", default=1, show_default=True, type=int, help="Batches running at once.")
+@click.option("--reprocess", type=click.Choice(["none", "failed", "all"]), default="none", show_default=True,
+              help="Redo failed batches too, or everything.")
+@click.option("--dry-run", is_flag=True, help="Print the batches and what each would read; run nothing.")
+@click.option("--warehouse", envvar="ETL_WAREHOUSE", help="Warehouse root URL [default: ./warehouse].")
+@click.option("--scheduler", envvar="ETL_SCHEDULER", help="Dask scheduler address (tcp://host:8786).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A free parameter (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def backfill(obj: dict, name: str, start: str, end: str, batch_size: str, concurrency: int, reprocess: str,
+             dry_run: bool, warehouse: str | None, scheduler: str | None, params: tuple, as_json: bool) -> None:
+    """Run a date range in batches, each committed once; rerun the same command to resume."""
+    from etl.define.registry import load
+    from etl.observe.progress import progress_bar
+    from etl.planning.planner import default_warehouse
+    from etl.run.backfill import backfill as run_backfill, dry_run_details
+
+    p = load(name, obj["paths"])
+    with progress_bar(f"backfill {name}") as progress:
+        result = run_backfill(p, start, end, batch_size=batch_size, reprocess=reprocess, concurrency=concurrency,
+                              dry_run=dry_run, warehouse=warehouse, scheduler=scheduler, params=_params(params),
+                              progress=progress)
+    rows = result.rows()
+    details = dry_run_details(p, result.batches, warehouse or default_warehouse(), _params(params)) if dry_run else []
+    if as_json:
+        click.echo(json.dumps({"backfill_id": result.backfill_id, "batches": rows, "reads": details,
+                               "ok": result.ok, "resume": result.resume_command}, indent=2, default=str))
+    else:
+        for r in rows:
+            click.echo(f"{r['batch']:<24} {r['action']:<5} {r['status']:<22} {r['reason']}")
+        for d in details:
+            reads = "; ".join(f"{s['name']}: {s['files']} files, {s['bytes']:,} bytes" for s in d.get("sources", []))
+            click.echo(f"  {d['batch']}: {reads or d.get('error')}")
+    if not result.ok:
+        first = next(iter(result.errors.values()))
+        click.echo(f"{len(result.errors)} batch(es) failed. Resume with:\n  {result.resume_command}", err=True)
+        sys.exit(first.exit_code if isinstance(first, EtlError) else 1)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--warehouse", envvar="ETL_WAREHOUSE", help="Warehouse root URL [default: ./warehouse].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(obj: dict, name: str | None, warehouse: str | None, as_json: bool) -> None:
+    """Each batch's current state in the run ledger (all pipelines, or NAME's)."""
+    from datetime import datetime, timezone
+
+    from etl.api import list_pipelines
+    from etl.ledger.store import Ledger
+    from etl.planning.planner import default_warehouse
+
+    ledger = Ledger(warehouse or default_warehouse())
+    names = [name] if name else [p.name for p in list_pipelines(obj["paths"])]
+    now = datetime.now(timezone.utc)
+    rows = []
+    for n in names:
+        for s in ledger.batches(n):
+            rows.append({"pipeline": n, "batch": s.batch, "state": "stale" if s.is_stale(now) else s.state,
+                         "attempt": s.attempt, "run_id": s.run_id, "updated_at": s.updated_at.isoformat(),
+                         "version": s.version, "rows": dict(s.rows), "error": s.error_message})
+    _table(rows, ["pipeline", "batch", "state", "attempt", "version", "updated_at", "error"], as_json)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--warehouse", envvar="ETL_WAREHOUSE", help="Warehouse root URL [default: ./warehouse].")
+@click.option("--limit", default=50, show_default=True, help="Most recent attempts / commits shown.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def history(obj: dict, name: str, warehouse: str | None, limit: int, as_json: bool) -> None:
+    """Every attempt of a pipeline's batches (from the ledger), or a table's commits (from its Delta log)."""
+    from etl.define.registry import discover
+    from etl.ledger.store import Ledger
+    from etl.planning.planner import default_warehouse
+
+    wh = warehouse or default_warehouse()
+    if name not in discover(obj["paths"]):
+        from etl.commands.maintenance import table_history_rows
+
+        _table(table_history_rows(name, wh, limit), None, as_json)
+        return
+    rows = [{"batch": a.batch, "attempt": a.attempt, "status": a.status, "run_id": a.run_id,
+             "started_at": a.started_at.isoformat(), "ended_at": a.ended_at.isoformat() if a.ended_at else None,
+             "version": a.version, "rows": dict(a.rows), "error": a.error_class}
+            for a in Ledger(wh).runs(name)][-limit:]
+    _table(rows, ["batch", "attempt", "status", "version", "started_at", "ended_at", "error", "run_id"], as_json)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--warehouse", envvar="ETL_WAREHOUSE", help="Warehouse root URL [default: ./warehouse].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def verify(obj: dict, name: str, warehouse: str | None, as_json: bool) -> None:
+    """Re-check a pipeline's table against what the ledger recorded; exit 8 on any difference."""
+    from etl.define.registry import load
+    from etl.ledger import read_table_facts, verify as check
+    from etl.ledger.store import Ledger
+    from etl.planning.planner import default_warehouse, table_url
+
+    p = load(name, obj["paths"])
+    wh = warehouse or default_warehouse()
+    facts = read_table_facts(table_url(p.target.table, wh), columns=p.table_schema.names,
+                             storage_options=p.target.storage_options)
+    report = check(name, Ledger(wh).history(name), facts.history, table_fingerprint=facts.fingerprint)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        click.echo(str(report))
+    if not report.ok:
+        sys.exit(8)
+
+
+def _table(rows: list[dict], columns: list[str] | None, as_json: bool) -> None:
+    """Rows as JSON, a rich table on a terminal, or aligned text elsewhere."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("(nothing recorded)")
+        return
+    columns = columns or list(rows[0])
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*columns)
+        for r in rows:
+            t.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
+        Console().print(t)
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c) if r.get(c) is not None else "")) for r in rows)) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        click.echo("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns))
+
+
 def _params(pairs: tuple) -> dict:
     out = {}
     for pair in pairs:
