@@ -13,7 +13,11 @@ Framework hot paths (MERGE, idempotence)
     :func:`latest_per_key`, :func:`duplicate_keys`, :func:`match_keys`.
 A library of ready kernels
     :func:`sessionize`, :func:`running_agg`, :func:`rolling_agg`,
-    :func:`dedup_latest`.
+    :func:`dedup_latest` (``LIBRARY_KERNELS`` to warm them up on workers).
+On Dask
+    ``k(ddf)`` or :func:`etl.frames.kernel_apply.apply_kernel`; register
+    :class:`etl.frames.kernel_apply.WarmUpKernels` so workers load machine code
+    at start-up rather than in their first task.
 """
 
 from etl.kernels._numba import cache_dir, compile_counts  # first: sets NUMBA_CACHE_DIR
@@ -22,10 +26,11 @@ from etl.kernels._outputs import from_numpy
 from etl.kernels._hashing import fingerprint, fingerprint_hex, hash_rows
 from etl.kernels._keys import duplicate_keys, latest_per_key, match_keys
 from etl.kernels._kernel import Kernel, kernel, warm_up
-from etl.kernels.library import dedup_latest, rolling_agg, running_agg, sessionize
+from etl.kernels.library import LIBRARY_KERNELS, dedup_latest, rolling_agg, running_agg, sessionize
 
 __all__ = [
     "Kernel",
+    "LIBRARY_KERNELS",
     "cache_dir",
     "compile_counts",
     "dedup_latest",

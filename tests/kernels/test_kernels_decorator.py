@@ -249,3 +249,13 @@ def test_kernels_package_never_imports_dask():
                 imported.add(node.module.split(".")[0] if node.level == 0 else "")
     assert len(list(package.glob("*.py"))) >= 8
     assert "numba" in imported and not imported & {"dask", "distributed"}
+
+
+def test_public_names_are_pinned():
+    import etl.kernels
+
+    assert sorted(etl.kernels.__all__) == sorted([
+        "Kernel", "LIBRARY_KERNELS", "cache_dir", "compile_counts", "dedup_latest", "duplicate_keys",
+        "fingerprint", "fingerprint_hex", "from_numpy", "hash_rows", "kernel", "latest_per_key",
+        "match_keys", "rolling_agg", "running_agg", "sessionize", "to_numpy", "warm_up"])
+    assert all(getattr(etl.kernels, name) is not None for name in etl.kernels.__all__)
