@@ -72,11 +72,14 @@ class Pipeline:
     demo: Callable[[RunContext], None] | None = None
     description: str = ""
     module_file: str | None = None
+    contract: Any = None
 
     def __post_init__(self) -> None:
         _check_name(self.name)
         _check_signature(self)
         _check_target_columns(self)
+        if self.contract is not None:
+            self.contract.validate(self.schema.names)
 
     @property
     def table_schema(self) -> Schema:
@@ -97,6 +100,7 @@ def pipeline(
     schema: Schema,
     demo: Callable[[RunContext], None] | None = None,
     description: str = "",
+    contract: Any = None,
 ) -> Callable[[Callable[..., Any]], Pipeline]:
     """Declare a pipeline from a transform function.
 
@@ -115,13 +119,17 @@ def pipeline(
         sources hold no data, so the example runs on an empty warehouse.
     description : str
         One line for ``etl list``; defaults to the function's docstring.
+    contract : etl.contracts.Contract, optional
+        Checks on the output rows, each failing the batch, quarantining the row or warning,
+        with an error budget per batch.
     """
 
     def wrap(fn: Callable[..., Any]) -> Pipeline:
         doc = description or (inspect.getdoc(fn) or "").split("\n")[0]
         module = inspect.getmodule(fn)
         return Pipeline(name=name, transform=fn, sources=dict(sources), target=target, schema=schema,
-                        demo=demo, description=doc, module_file=getattr(module, "__file__", None))
+                        demo=demo, description=doc, module_file=getattr(module, "__file__", None),
+                        contract=contract)
 
     return wrap
 

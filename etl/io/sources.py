@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -132,7 +133,7 @@ def is_empty(rs: ResolvedSource) -> bool:
 # ---------------------------------------------------------------- reading (runs on workers)
 
 def _read_one(spec: tuple, fmt: str, read_options: dict, storage_options: Any, date_column: str | None,
-              dates: tuple, partition_schema: Any) -> pd.DataFrame:
+              dates: tuple, partition_schema: Any, provenance: bool = False) -> pd.DataFrame:
     path, _, part_values = spec
     try:
         if fmt in ("parquet", "delta"):
@@ -148,6 +149,9 @@ def _read_one(spec: tuple, fmt: str, read_options: dict, storage_options: Any, d
         raise SourceError(f"cannot read {fmt} file {redact(path)}: {type(exc).__name__}: {exc}. "
                           "Replace or remove the file, then rerun; nothing was committed.",
                           file=redact(path)) from None
+    if provenance:
+        df["_etl_source_file"] = redact(path)
+        df["_etl_row"] = np.arange(len(df), dtype="int64")
     if date_column and dates:
         if date_column not in df.columns:
             raise SourceError(f"file {redact(path)} has no column {date_column!r} (the source's date_column); "
@@ -172,8 +176,11 @@ def _with_partitions(table: pa.Table, values: dict, schema: pa.Schema | None) ->
     return table
 
 
-def read(rs: ResolvedSource) -> dd.DataFrame:
-    """A Dask DataFrame over the files of a resolved source, one partition per file."""
+def read(rs: ResolvedSource, provenance: bool = False) -> dd.DataFrame:
+    """A Dask DataFrame over the files of a resolved source, one partition per file.
+
+    With ``provenance``, rows carry ``_etl_source_file`` and ``_etl_row`` (their position in the file).
+    """
     if not rs.files:
         raise SourceError(
             f"source {rs.name!r}: no files match {redact(rs.url)}"
@@ -186,8 +193,10 @@ def read(rs: ResolvedSource) -> dd.DataFrame:
         partition_schema = pa.schema(DeltaTable(loc.url, version=rs.version,
                                                 storage_options=loc.delta_options).schema())
     kw = dict(fmt=rs.format, read_options=rs.read_options, storage_options=rs.storage_options,
-              date_column=rs.date_column, dates=rs.dates, partition_schema=partition_schema)
+              date_column=rs.date_column, dates=rs.dates, partition_schema=partition_schema, provenance=provenance)
     meta = _meta(rs, partition_schema, kw)
+    if provenance:
+        meta = meta.assign(_etl_source_file=pd.Series([], dtype=object), _etl_row=pd.Series([], dtype="int64"))
     return dd.from_map(_read_one, list(rs.files), meta=meta, enforce_metadata=False, **kw)
 
 

@@ -30,6 +30,7 @@ class RunResult:
     unchanged: int = 0
     duplicates_dropped: int = 0
     stale: int = 0
+    quarantined: int = 0
     files_added: int = 0
     files_removed: int = 0
     attempts: int = 0
@@ -42,7 +43,8 @@ class RunResult:
 
     def ledger_rows(self) -> dict:
         """The row counts the ledger records for this run."""
-        names = ("rows_in", "inserted", "updated", "deleted", "unchanged", "duplicates_dropped", "stale")
+        names = ("rows_in", "inserted", "updated", "deleted", "unchanged", "duplicates_dropped", "stale",
+                 "quarantined")
         rows = {n: int(getattr(self, n)) for n in names}
         if self.rows_read is not None:
             rows["rows_read"] = int(self.rows_read)
@@ -57,6 +59,7 @@ class RunResult:
                 ("rows in", n(self.rows_in)), ("inserted", n(self.inserted)), ("updated", n(self.updated)),
                 ("deleted", n(self.deleted)), ("unchanged", n(self.unchanged)),
                 ("duplicates dropped", n(self.duplicates_dropped)), ("older than table", n(self.stale)),
+                ("quarantined", n(self.quarantined)),
                 ("files added/removed", f"{self.files_added}/{self.files_removed}"),
                 ("commit attempts", n(self.attempts)), ("wall time", f"{self.wall_seconds:.2f} s"),
                 ("run id", self.run_id)]

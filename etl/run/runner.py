@@ -38,8 +38,12 @@ def new_run_id() -> str:
 
 
 def build_output(plan: Plan, run_id: str = ""):
-    """The transform's output as a lazy Dask DataFrame (nothing computed)."""
-    frames = {name: io_sources.read(rs) for name, rs in plan.sources.items()}
+    """The transform's output as a lazy Dask DataFrame (nothing computed).
+
+    Under a data contract, source rows carry their file and row position, for the quarantine.
+    """
+    provenance = plan.pipeline.contract is not None
+    frames = {name: io_sources.read(rs, provenance=provenance) for name, rs in plan.sources.items()}
     p = plan.pipeline
     import inspect
 
@@ -177,7 +181,7 @@ def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0
         rows_read=stages.get("rows_read"), rows_in=counts.get("rows_in", 0), inserted=counts.get("inserted", 0),
         updated=counts.get("updated", 0), deleted=counts.get("deleted", 0),
         unchanged=counts.get("unchanged", 0), duplicates_dropped=counts.get("duplicates_dropped", 0),
-        stale=counts.get("stale", 0),
+        stale=counts.get("stale", 0), quarantined=stages.get("quarantined", 0),
         files_added=counts.get("files_added", 0), files_removed=counts.get("files_removed", 0),
         attempts=outcome.attempts, recomputed=outcome.recomputed, wall_seconds=time.perf_counter() - t0,
         stages=stages)
@@ -188,7 +192,10 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
     p, target = plan.pipeline, plan.pipeline.target
     stages: dict = {"rows_read": _rows_read(plan)}
     ts = time.perf_counter()
-    data = _persisted(conformed(output, schema, target.delete_when, target.keys))
+    if p.contract is None:
+        data = _persisted(conformed(output, schema, target.delete_when, target.keys))
+    else:
+        data, stages["quarantined"] = _under_contract(plan, output, run_id, app_id, schema)
     stages["read_transform_seconds"] = round(time.perf_counter() - ts, 3)
     spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id)
     snap = snapshot(dt, list(target.keys))
@@ -209,6 +216,31 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
                      key_columns=list(target.keys), hook=hook)
     stages["commit_seconds"] = round(time.perf_counter() - tc, 3)
     return outcome, stages
+
+
+def _under_contract(plan: Plan, output, run_id: str, app_id: str, schema):
+    """Check the contract on the workers, enforce it on the driver, then commit the quarantine.
+
+    The quarantine is committed before the data, under a transaction derived from
+    the batch's: a rerun skips it, and a crash between the two loses no row.
+    """
+    import dask
+    from datetime import datetime, timezone
+
+    from etl.contracts import enforce, merge_stats, quarantine_table, quarantine_url, write_quarantine
+    from etl.run.stage import checked
+
+    p = plan.pipeline
+    data, q_parts, s_parts = checked(output, p.contract, schema, p.target.delete_when, p.target.keys)
+    stats = merge_stats(dask.compute(*s_parts))
+    enforce(p.contract, stats)
+    for c in stats.warned:
+        log.warning("contract check %s warned on %d row(s) of batch %s", c.name, c.violations, plan.batch)
+    if stats.rows_quarantined:
+        table = quarantine_table(list(dask.compute(*q_parts)), run_id=run_id, pipeline=p.name, batch=plan.batch,
+                                 at=datetime.now(timezone.utc))
+        write_quarantine(quarantine_url(plan.warehouse), table, app_id, p.target.storage_options)
+    return data, stats.rows_quarantined
 
 
 def _persisted(frame):

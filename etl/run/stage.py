@@ -67,6 +67,28 @@ def conformed(out: dd.DataFrame, schema: pa.Schema, delete_when: str | None, key
                               enforce_metadata=False)
 
 
+def _check_partition(df: pd.DataFrame, contract, schema: pa.Schema, delete_when: str | None, keys: tuple):
+    from etl.contracts import EvalContext, evaluate
+
+    good, quarantined, stats = evaluate(contract, df, EvalContext(
+        schema=schema, extra_columns=(delete_when,) if delete_when else ()))
+    return _conform_partition(good, schema, delete_when, keys), quarantined, stats
+
+
+def checked(out: dd.DataFrame, contract, schema: pa.Schema, delete_when: str | None, keys: tuple):
+    """The output under a data contract: conformed good rows, quarantined rows and statistics.
+
+    Returns ``(data, quarantine_parts, stats_parts)``: a Dask DataFrame held in
+    cluster memory, and one delayed quarantine frame and statistics object per partition.
+    """
+    meta = conformed(out, schema, delete_when, keys)._meta
+    triples = [dask.delayed(_check_partition, nout=3)(part, contract, schema, delete_when, tuple(keys))
+               for part in out.to_delayed()]
+    triples = dask.persist(*triples)
+    data = dd.from_delayed([t[0] for t in triples], meta=meta, verify_meta=False)
+    return data, [t[1] for t in triples], [t[2] for t in triples]
+
+
 # ------------------------------------------------------------------ results of tasks
 
 def _result_frame(res: GroupResult) -> pd.DataFrame:
