@@ -29,11 +29,12 @@ from etl.planning.planner import Plan
 from etl.policy.retry import RetryPolicy
 from etl.run.result import RunResult
 from etl.api import plan, preview, run, list_pipelines
+from etl.kernels import Kernel, kernel
 
 __all__ = [
     "__version__",
     # declare
-    "pipeline", "Pipeline", "Source", "Target", "Schema", "RunContext",
+    "pipeline", "Pipeline", "Source", "Target", "Schema", "RunContext", "kernel", "Kernel",
     # find, plan, run
     "list_pipelines", "load_pipeline", "discover", "plan", "preview", "run", "Plan", "RunResult",
     "RetryPolicy",
