@@ -100,7 +100,7 @@ def summary(doc: dict) -> str:
         "MB = peak RSS of the engine's process tree above its RSS right before the step; "
         "abs MB = absolute peak over all steps. busy% = largest share of the machine's cores busy "
         "outside the measured process tree during a step (other processes, kernel writeback): "
-        "a run above --quiet-pct counts as disturbed and is retried; '!' = no undisturbed run was had.",
+        "a run above --quiet-pct counts as disturbed and is retried; '!' = a step had no undisturbed sample (its time is disturbed).",
         "correctness: " + ("all PASS" if not fails else "FAIL/ERROR: " + ", ".join(fails)),
     ]
     return "\n".join(lines)
@@ -143,7 +143,7 @@ def markdown(doc: dict) -> str:
                 f"| {g('load', 'peak_above_baseline_mb', ',.0f')} | {g('merge', 'peak_above_baseline_mb', ',.0f')} "
                 f"| {g('rerun', 'peak_above_baseline_mb', ',.0f')} | {absmb:,.0f} "
                 f"| +{m.get('files_added')}/-{m.get('files_removed')} ({m.get('mb_added')}) "
-                f"| +{r.get('files_added')}/-{r.get('files_removed')} | {res.get('repeat', 1)}/{res.get('attempts', 1)} "
+                f"| +{r.get('files_added')}/-{r.get('files_removed')} | {res.get('attempts', 1)} "
                 f"| {busy:.0f}{'' if res.get('all_clean', True) else ' !'} | {_check(res)} |"
             )
         anchor = results.get(ANCHOR)
