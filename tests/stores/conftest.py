@@ -70,7 +70,7 @@ def s3_env(moto_endpoint):
                     secret=f"CANARY-SECRET-{secrets.token_hex(12)}")
     with pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):
-            if name.startswith(("AWS_", "ETL_")):
+            if name.startswith("AWS_") or name in ("ETL_ALLOW_UNSAFE_STORE", "ETL_WAREHOUSE"):
                 mp.delenv(name)
         mp.setenv("AWS_ACCESS_KEY_ID", canary.key_id)
         mp.setenv("AWS_SECRET_ACCESS_KEY", canary.secret)

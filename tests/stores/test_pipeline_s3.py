@@ -92,6 +92,8 @@ def s3_run(s3_env, s3_client, dask_cluster, dask_client, tmp_path_factory):
     root, etl_log = logging.getLogger(), logging.getLogger("etl")
     old = root.level, etl_log.level
     root.addHandler(handler)
+    if not etl_log.propagate:  # etl.observe.logs.configure() detaches etl's records from the root logger
+        etl_log.addHandler(handler)
     root.setLevel(logging.DEBUG)
     etl_log.setLevel(logging.DEBUG)
     try:
@@ -100,6 +102,7 @@ def s3_run(s3_env, s3_client, dask_cluster, dask_client, tmp_path_factory):
         again = etl.run("tpch_lineitem_daily", warehouse=warehouse, params={"demo_orders": 2000}, client=dask_client)
     finally:
         root.removeHandler(handler)
+        etl_log.removeHandler(handler)
         root.setLevel(old[0])
         etl_log.setLevel(old[1])
     watched = dask_cluster.scheduler.plugins.pop(SpecWatch.name)
