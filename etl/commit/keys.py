@@ -22,11 +22,12 @@ def hash_keys(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
 
 
 def resolve_duplicates(df: pd.DataFrame, keys: list[str], order_by: str | None,
-                       where: str = "the source batch") -> tuple[pd.DataFrame, int]:
+                       where: str = "the source batch", hashes: np.ndarray | None = None) -> tuple[pd.DataFrame, int]:
     """One row per key: the latest by ``order_by``, or an error.
 
     Rows that are exact copies of each other are always collapsed. Returns the
-    deduplicated frame and the number of rows dropped.
+    deduplicated frame and the number of rows dropped. With the rows' key
+    ``hashes``, a numba kernel answers the common case (no duplicate) at once.
 
     Raises
     ------
@@ -42,6 +43,11 @@ def resolve_duplicates(df: pd.DataFrame, keys: list[str], order_by: str | None,
     >>> out["v"].tolist(), dropped
     (['new', 'x'], 1)
     """
+    if hashes is not None:
+        from etl.kernels import duplicate_keys
+
+        if not len(duplicate_keys(np.asarray(hashes, dtype=np.uint64))):
+            return df, 0
     if not df.duplicated(subset=keys, keep=False).any():
         return df, 0
     n = len(df)

@@ -32,8 +32,11 @@ def code_version(module_file: str | None) -> str:
 
 def commit_metadata(*, run_id: str, pipeline: str, batch: str, app_id: str, params: dict,
                     sources: list[dict], counts: dict, module_file: str | None,
-                    operation: str) -> dict[str, str]:
-    """The ``custom_metadata`` of a data commit (flat keys, string values)."""
+                    operation: str, fingerprint: str | None = None) -> dict[str, str]:
+    """The ``custom_metadata`` of a data commit (flat keys, string values).
+
+    ``fingerprint`` is the batch's content fingerprint (see :func:`etl.kernels.fingerprint`).
+    """
     from etl import __version__
 
     return {
@@ -47,6 +50,7 @@ def commit_metadata(*, run_id: str, pipeline: str, batch: str, app_id: str, para
         f"{PREFIX}params": json.dumps(params, sort_keys=True, default=str),
         f"{PREFIX}sources": json.dumps(sources, sort_keys=True),
         f"{PREFIX}rows": json.dumps(counts, sort_keys=True),
+        **({f"{PREFIX}fingerprint": fingerprint} if fingerprint else {}),
     }
 
 

@@ -21,7 +21,7 @@ from etl.define.schema import to_pandas
 
 from etl.commit.files import FileRef, partition_string, read_file, to_arrow, write_file
 from etl.commit.keys import resolve_duplicates
-from etl.commit.validate import DELETE_COL
+from etl.commit.validate import DELETE_COL, HASH_COL
 from etl.io.storage import Location
 
 COUNTS = ("rows_in", "duplicates_dropped", "inserted", "updated", "deleted", "unchanged",
@@ -85,7 +85,8 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     keys = list(spec.keys)
     res = GroupResult()
     res.counts["rows_in"] += len(source)
-    source, dropped = resolve_duplicates(source.reset_index(drop=True), keys, spec.order_by)
+    source, dropped = resolve_duplicates(source.reset_index(drop=True), keys, spec.order_by,
+                                         hashes=source[HASH_COL].to_numpy() if HASH_COL in source else None)
     res.counts["duplicates_dropped"] += dropped
     source = source.reset_index(drop=True)
     deletes = source[DELETE_COL].to_numpy(bool) if DELETE_COL in source else np.zeros(len(source), bool)

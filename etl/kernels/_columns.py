@@ -204,6 +204,8 @@ def utc_ns(column: pd.Series) -> Arrays:
     [False, True]
     """
     dtype = column.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_date(dtype.pyarrow_dtype):
+        return _arrow_dates_ns(column)
     if isinstance(dtype, pd.ArrowDtype):
         tz = getattr(dtype.pyarrow_dtype, "tz", None)
         column = column.astype(pd.DatetimeTZDtype("ns", tz) if tz else "datetime64[ns]")
@@ -217,6 +219,17 @@ def utc_ns(column: pd.Series) -> Arrays:
         raise SchemaError(f"column {column.name!r}: timestamps outside 1677-2262 do not fit "
                           "int64 nanoseconds", column=column.name) from exc
     return Arrays(np.ascontiguousarray(values), _null_mask(column))
+
+
+def _arrow_dates_ns(column: pd.Series) -> Arrays:
+    """Arrow ``date32``/``date64`` straight to int64 nanoseconds (pandas' own cast goes through objects)."""
+    arr = pa.chunked_array([column.array._pa_array]) if hasattr(column.array, "_pa_array") else pa.array(column)
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    per_unit = 86_400 * 10**9 if pa.types.is_date32(arr.type) else 10**6
+    raw = arr.cast(pa.int32() if pa.types.is_date32(arr.type) else pa.int64())
+    values = raw.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64) * per_unit
+    null = raw.is_null().to_numpy(zero_copy_only=False) if raw.null_count else None
+    return Arrays(np.ascontiguousarray(values), null)
 
 
 def _timedelta_ns(column: pd.Series) -> Arrays:

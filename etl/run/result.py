@@ -31,6 +31,7 @@ class RunResult:
     duplicates_dropped: int = 0
     stale: int = 0
     quarantined: int = 0
+    fingerprint: str | None = None
     files_added: int = 0
     files_removed: int = 0
     attempts: int = 0
@@ -61,7 +62,7 @@ class RunResult:
                 ("duplicates dropped", n(self.duplicates_dropped)), ("older than table", n(self.stale)),
                 ("quarantined", n(self.quarantined)),
                 ("files added/removed", f"{self.files_added}/{self.files_removed}"),
-                ("commit attempts", n(self.attempts)), ("wall time", f"{self.wall_seconds:.2f} s"),
+                ("batch fingerprint", self.fingerprint or "-"), ("commit attempts", n(self.attempts)), ("wall time", f"{self.wall_seconds:.2f} s"),
                 ("run id", self.run_id)]
 
     def __str__(self) -> str:

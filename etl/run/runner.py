@@ -28,7 +28,7 @@ from etl.policy.retry import RetryPolicy
 from etl.run.cluster import connect, ship_code
 from etl.run.record import RunRecorder
 from etl.run.result import RunResult
-from etl.run.stage import MergeStager, conformed, replan_overwrite, stage_append
+from etl.run.stage import MergeStager, batch_fingerprint, conformed, replan_overwrite, stage_append
 
 log = logging.getLogger("etl.run")
 
@@ -182,6 +182,7 @@ def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0
         updated=counts.get("updated", 0), deleted=counts.get("deleted", 0),
         unchanged=counts.get("unchanged", 0), duplicates_dropped=counts.get("duplicates_dropped", 0),
         stale=counts.get("stale", 0), quarantined=stages.get("quarantined", 0),
+        fingerprint=stages.get("fingerprint"),
         files_added=counts.get("files_added", 0), files_removed=counts.get("files_removed", 0),
         attempts=outcome.attempts, recomputed=outcome.recomputed, wall_seconds=time.perf_counter() - t0,
         stages=stages)
@@ -197,6 +198,7 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
     else:
         data, stages["quarantined"] = _under_contract(plan, output, run_id, app_id, schema)
     stages["read_transform_seconds"] = round(time.perf_counter() - ts, 3)
+    stages["fingerprint"] = batch_fingerprint(data, schema.names)
     spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id)
     snap = snapshot(dt, list(target.keys))
     if target.mode == "merge":
@@ -210,7 +212,7 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
     metadata = commit_metadata(run_id=run_id, pipeline=p.name, batch=plan.batch, app_id=app_id,
                                params=plan.params, sources=[s.describe() for s in plan.sources.values()],
                                counts={k: v for k, v in staged.counts.items()}, module_file=p.module_file,
-                               operation=target.mode.upper())
+                               operation=target.mode.upper(), fingerprint=stages["fingerprint"])
     tc = time.perf_counter()
     outcome = commit(plan.target, schema, list(target.partition_by), app_id, metadata, staged, replan, policy,
                      key_columns=list(target.keys), hook=hook)

@@ -33,6 +33,7 @@ from etl.define.schema import to_pandas
 
 from etl.commit.files import FileRef, partition_string, read_file
 from etl.commit.keys import hash_keys
+from etl.kernels import fingerprint, match_keys
 from etl.commit.merge import COUNTS, GroupResult, MergeSpec, merge_group, write_rows
 from etl.commit.table import Snapshot
 from etl.commit.transaction import Staged, discard
@@ -87,6 +88,23 @@ def checked(out: dd.DataFrame, contract, schema: pa.Schema, delete_when: str | N
     triples = dask.persist(*triples)
     data = dd.from_delayed([t[0] for t in triples], meta=meta, verify_meta=False)
     return data, [t[1] for t in triples], [t[2] for t in triples]
+
+
+def _fingerprint_partition(df: pd.DataFrame, columns: list) -> pd.Series:
+    value = fingerprint(df, columns) if len(df) else 0
+    return pd.Series([value >> 32, value & 0xFFFFFFFF], dtype="int64")
+
+
+def batch_fingerprint(data: dd.DataFrame, columns: list) -> str:
+    """Order-independent content fingerprint of the batch: the 64-bit row hashes summed, as 16 hex digits.
+
+    Computed on the workers; equal multisets of rows give equal fingerprints, so two
+    runs over the same input can be compared, and a table verified later.
+    """
+    parts = data.map_partitions(_fingerprint_partition, list(columns), meta=pd.Series([], dtype="int64"))
+    halves = parts.compute().to_numpy().reshape(-1, 2)
+    total = (int(halves[:, 0].sum()) << 32) + int(halves[:, 1].sum())
+    return f"{total % (1 << 64):016x}"
 
 
 # ------------------------------------------------------------------ results of tasks
@@ -152,7 +170,7 @@ def replan_overwrite(staged: Staged, now: Snapshot) -> Staged:
 def _locate(spec: MergeSpec, ref: FileRef, hashes: np.ndarray) -> np.ndarray:
     table = read_file(spec.root, ref, spec.schema, columns=list(spec.keys))
     file_hashes = hash_keys(to_pandas(table), list(spec.keys))
-    found = file_hashes[np.isin(file_hashes, hashes)]
+    found = file_hashes[match_keys(file_hashes, hashes)]
     return np.unique(found)
 
 
@@ -195,7 +213,7 @@ def _apply(df: pd.DataFrame, spec: MergeSpec, group_files: dict) -> pd.DataFrame
     total = GroupResult()
     for gid, rows in df.groupby(GROUP_COL, sort=True):
         files = group_files.get(int(gid), [])
-        total.extend(merge_group(spec, rows.drop(columns=[GROUP_COL, HASH_COL]), files))
+        total.extend(merge_group(spec, rows.drop(columns=[GROUP_COL]), files))
     return _result_frame(total)
 
 

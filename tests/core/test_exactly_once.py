@@ -143,3 +143,22 @@ def test_clean_removes_orphans_but_never_files_a_live_run_may_commit(client, war
     on_disk = data_files_on_disk(f"{warehouse}/t")
     assert not any(dead in f for f in on_disk) and any(alive in f for f in on_disk)
     assert live_files(f"{warehouse}/t") <= on_disk
+
+
+def test_batch_fingerprint_is_recorded_and_equal_for_equal_content(client, tmp_path_factory):
+    """Two runs over the same rows, split into files differently, record the same fingerprint."""
+    rng = np.random.default_rng(12)
+    batch = random_batch(rng, 90, key_space=10_000, delete_frac=0.0).drop_duplicates(["k1", "k2"])
+    prints = []
+    for files in (1, 3):
+        warehouse = str(tmp_path_factory.mktemp("wh"))
+        write_batch(warehouse, "2026-01-01", batch.sample(frac=1.0, random_state=files), files=files)
+        r = etl.run(make_pipeline(), date="2026-01-01", warehouse=warehouse, client=client)
+        entry = DeltaTable(f"{warehouse}/t").history(1)[0]
+        assert entry["etl.fingerprint"] == r.fingerprint and len(r.fingerprint) == 16
+        prints.append(r.fingerprint)
+    assert prints[0] == prints[1]
+    changed = batch.assign(v=batch.v.fillna(0) + 1.0)
+    warehouse = str(tmp_path_factory.mktemp("wh"))
+    write_batch(warehouse, "2026-01-01", changed)
+    assert etl.run(make_pipeline(), date="2026-01-01", warehouse=warehouse, client=client).fingerprint != prints[0]
