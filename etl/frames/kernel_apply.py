@@ -14,7 +14,7 @@ Examples
 >>> pdf = pd.DataFrame({"user": [1, 2, 1, 1], "ts": [0, 5, 10, 100]})
 >>> ddf = dd.from_pandas(pdf, npartitions=2)
 >>> out = sessionize(ddf, by="user", time="ts", gap=30)
->>> with dask.config.set(scheduler="sync"):
+>>> with dask.config.set({"scheduler": "sync", "dataframe.shuffle.method": "tasks"}):
 ...     out.compute().sort_index()["session"].tolist()
 [0, 0, 0, 1]
 """

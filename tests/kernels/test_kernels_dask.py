@@ -42,7 +42,7 @@ def _events(n: int, keys: int, seed: int) -> pd.DataFrame:
 
 
 def _compute(ddf) -> pd.DataFrame:
-    with dask.config.set(scheduler="sync"):
+    with dask.config.set({"scheduler": "sync", "dataframe.shuffle.method": "tasks"}):
         return ddf.compute()
 
 
