@@ -138,7 +138,35 @@ def make_plan(pipeline: Pipeline, *, date: str | Sequence[str] | None = None, wa
                                  params=dict(params or {}), dates=dates))
         sources = {n: resolve(n, s, wh, dates) for n, s in pipeline.sources.items()}
     target = Location(table_url(pipeline.target.table, wh), pipeline.target.storage_options)
+    check_kernels(pipeline)
     return Plan(pipeline, dates, wh, sources, target, dict(params or {}))
+
+
+def pipeline_kernels(pipeline: Pipeline) -> list:
+    """The numba kernels declared at the top level of the pipeline's module."""
+    import sys
+
+    from etl.define.registry import module_name
+    from etl.kernels import Kernel
+
+    module = sys.modules.get(module_name(pipeline.module_file)) if pipeline.module_file else None
+    if module is None:
+        module = sys.modules.get(getattr(pipeline.transform, "__module__", ""), None)
+    return [v for v in vars(module).values() if isinstance(v, Kernel)] if module is not None else []
+
+
+def check_kernels(pipeline: Pipeline) -> None:
+    """Compile the pipeline's kernels now: one numba cannot compile fails the plan, before any data is read.
+
+    Raises
+    ------
+    ConfigError
+        Naming the kernel and numba's reason.
+    """
+    for k in pipeline_kernels(pipeline):
+        if k.binding.by is None and k.grouped:
+            continue  # a per-group kernel meant to be bound later (e.g. by a library function)
+        k.check()
 
 
 def with_touched_partitions(plan: Plan, output) -> Plan:
