@@ -94,11 +94,21 @@ def discard(root: Location, staged: Staged, live: frozenset) -> int:
     return n
 
 
-def version_with_txn(dt: DeltaTable, app_id: str) -> int:
-    """The table version whose commit carries ``app_id`` (latest first)."""
-    for entry in dt.history(50):
-        if entry.get("etl.app_id") == app_id:
-            return int(entry["version"])
+def version_with_txn(root: Location, dt: DeltaTable, app_id: str, depth: int = 50) -> int:
+    """The table version whose commit carries ``app_id``'s txn (searched from ``dt``'s version down).
+
+    Reads the commit files: ``DeltaTable.history()`` (deltalake 1.6.6) numbers the newest commits
+    from the *loaded* version, so a commit landing after the load shifts every number.
+    """
+    fs, log_dir = root.fs, f"{root.path}/_delta_log"
+    for version in range(dt.version(), max(-1, dt.version() - depth), -1):
+        try:
+            text = fs.cat_file(f"{log_dir}/{version:020d}.json").decode()
+        except FileNotFoundError:
+            break
+        for line in text.splitlines():
+            if app_id in line and json.loads(line).get("txn", {}).get("appId") == app_id:
+                return version
     return dt.version()
 
 
@@ -120,7 +130,7 @@ def commit(root: Location, schema: pa.Schema, partition_by: list[str], app_id: s
             ours = bool(staged.adds) and all(a["path"] in now.files for a in staged.adds)
             if not ours:
                 discard(root, staged, now.paths)
-            return Outcome(ours, version_with_txn(dt, app_id), attempt + 1, staged, recomputed)
+            return Outcome(ours, version_with_txn(root, dt, app_id), attempt + 1, staged, recomputed)
         if staged.invalidated_by(now):
             log.info("table moved to version %s and touched this batch's files; recomputing", now.version)
             staged = replan(staged, now)
@@ -135,7 +145,7 @@ def commit(root: Location, schema: pa.Schema, partition_by: list[str], app_id: s
             if hook:
                 hook("after_commit")
             done = DeltaTable(root.url, storage_options=root.delta_options)
-            return Outcome(True, version_with_txn(done, app_id), attempt + 1, staged, recomputed)
+            return Outcome(True, version_with_txn(root, done, app_id), attempt + 1, staged, recomputed)
         except (CommitFailedError, OSError) as exc:
             wait = policy.delay(attempt, rng)
             log.warning("commit attempt %d failed (%s: %s); retrying in %.2fs", attempt + 1,
@@ -144,7 +154,7 @@ def commit(root: Location, schema: pa.Schema, partition_by: list[str], app_id: s
                 sleep(wait)
     dt = DeltaTable(root.url, storage_options=root.delta_options)
     if dt.transaction_version(app_id) is not None:  # the last attempt landed after all
-        return Outcome(True, version_with_txn(dt, app_id), policy.max_attempts, staged, recomputed)
+        return Outcome(True, version_with_txn(root, dt, app_id), policy.max_attempts, staged, recomputed)
     discard(root, staged, snapshot(dt).paths)
     raise ConflictError(f"table {root}: the commit of {app_id} kept conflicting with concurrent writers after "
                         f"{policy.max_attempts} attempts; nothing was committed and the staged files were removed. "

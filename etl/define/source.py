@@ -50,7 +50,7 @@ class Source:
     date_column: str | None = None
     version: int | None = None
     read_options: Mapping[str, Any] = field(default_factory=dict)
-    storage_options: Mapping[str, Any] | None = None
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:

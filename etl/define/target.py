@@ -21,7 +21,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from etl.errors import ConfigError
@@ -68,7 +68,7 @@ class Target:
     order_by: str | None = None
     delete_when: str | None = None
     allow_new_columns: bool = False
-    storage_options: Mapping[str, Any] | None = None
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", tuple(self.keys))

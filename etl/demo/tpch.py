@@ -107,7 +107,15 @@ def write_demo(warehouse: str, orders_count: int = 20_000, days: int = 3, seed: 
 
     Returns the batch dates written (``ds=YYYY-MM-DD`` folders).
     """
-    import os
+    from etl.io.storage import Location
+
+    root = Location(warehouse)
+    fs = root.fs
+
+    def write(frame: pd.DataFrame, folder: str, name: str) -> None:
+        fs.makedirs(f"{root.path}/{folder}", exist_ok=True)
+        with fs.open(f"{root.path}/{folder}/{name}", "wb") as f:
+            frame.to_parquet(f, index=False)
 
     base = lineitem(orders_count, seed)
     dates, frames = [], [base]
@@ -118,13 +126,9 @@ def write_demo(warehouse: str, orders_count: int = 20_000, days: int = 3, seed: 
         current = pd.concat([current, ch]).drop_duplicates(["l_orderkey", "l_linenumber"], keep="last")
     for i, frame in enumerate(frames):
         ds = (dt.date(2026, 1, 1) + dt.timedelta(days=i)).isoformat()
-        folder = os.path.join(warehouse, "raw", "lineitem", f"ds={ds}")
-        os.makedirs(folder, exist_ok=True)
         step = 50_000
         for j in range(0, max(len(frame), 1), step):
-            frame.iloc[j:j + step].to_parquet(os.path.join(folder, f"part-{j // step:04d}.parquet"), index=False)
+            write(frame.iloc[j:j + step], f"raw/lineitem/ds={ds}", f"part-{j // step:04d}.parquet")
         dates.append(ds)
-    folder = os.path.join(warehouse, "raw", "orders")
-    os.makedirs(folder, exist_ok=True)
-    orders(int(current["l_orderkey"].max()), seed).to_parquet(os.path.join(folder, "orders.parquet"), index=False)
+    write(orders(int(current["l_orderkey"].max()), seed), "raw/orders", "orders.parquet")
     return dates

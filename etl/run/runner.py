@@ -23,6 +23,8 @@ from etl.define.pipeline import Pipeline
 from etl.define.registry import load
 from etl.errors import ClusterError, ConfigError, EtlError, SourceError
 from etl.io import sources as io_sources
+from etl.io.storage import Location
+from etl.io.stores import check_conditional_put
 from etl.planning.planner import Plan, make_plan
 from etl.policy.retry import RetryPolicy
 from etl.run.cluster import connect, ship_code
@@ -101,6 +103,8 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
             skipped = _already_committed(plan, run_id, force, t0)
             if skipped is not None:
                 return skipped
+        check_conditional_put(plan.target)  # refuse a store that would lose concurrent commits
+        check_conditional_put(Location(plan.warehouse, p.target.storage_options))  # the ledger's store
         ship_code(active, p.module_file)
         app_id = plan.app_id(nonce=run_id if force else "")
         recorder = RunRecorder(plan, run_id, app_id, backfill_id=backfill_id, takeover=takeover)
@@ -148,7 +152,7 @@ def _already_committed(plan: Plan, run_id: str, force: bool, t0: float) -> RunRe
     if existing is None or existing.transaction_version(app_id) is None:
         return None
     log.info("batch %s of %s already committed (%s); nothing to do", plan.batch, plan.pipeline.name, app_id)
-    version = version_with_txn(existing, app_id)
+    version = version_with_txn(plan.target, existing, app_id)
     RunRecorder(plan, run_id, app_id).already_committed(version)
     return RunResult(plan.pipeline.name, run_id, plan.batch, str(plan.target), "skipped", version, app_id,
                      wall_seconds=time.perf_counter() - t0)

@@ -151,3 +151,5 @@ def test_two_writers_racing_on_s3_both_land(bucket, read_bucket):
     assert DeltaTable(loc.url, storage_options=loc.delta_options).version() == 6
     versions = _txn_versions(read_bucket(bucket))
     assert set(versions) == expected and sorted(versions.values()) == [1, 2, 3, 4, 5, 6]  # one version each
+    # each writer's reported version is the one its txn landed in
+    assert {f"etl:test:{w}-{r}": pair[i].version for r, pair in enumerate(rounds) for i, w in enumerate("ab")} == versions
