@@ -15,7 +15,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from etl.commit.files import FileRef
 from etl.errors import CommitError, SchemaError
-from etl.io.storage import Location
+from etl.io.storage import Location, redact_text
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ def open_table(loc: Location) -> DeltaTable | None:
         return DeltaTable(loc.url, storage_options=loc.delta_options)
     except TableNotFoundError:
         return None
+    except OSError as exc:  # a missing bucket, a refused connection: name the table, hide secrets
+        raise CommitError(f"table {loc}: cannot open it: {redact_text(str(exc), loc.secrets)}. Check the URL, "
+                          "the store's endpoint and the credentials in the environment.", table=str(loc)) from None
 
 
 def snapshot(dt: DeltaTable, key_columns: list[str] = ()) -> Snapshot:
