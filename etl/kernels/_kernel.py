@@ -49,6 +49,7 @@ from etl.kernels._apply import run_on_pandas
 from etl.kernels._compiled import Compiled, compiled_for
 from etl.kernels._grouping import warm_up_grouping
 from etl.kernels._spec import KernelSpec, build_spec
+from etl.kernels._warm import warm_up_internals
 
 __all__ = ["Binding", "Kernel", "kernel", "warm_up"]
 
@@ -295,13 +296,16 @@ def kernel(func=None, *, inputs: dict[str, str], outputs: dict[str, str],
 def warm_up(*kernels: Kernel) -> dict[str, dict]:
     """Compile (or load from the on-disk cache) each kernel now, in this process.
 
-    Run it where the work will run, e.g. on every Dask worker with
-    ``client.run(warm_up, k)``, so the first task does not pay for it.
+    Also loads the framework's own helpers (hashing, key matching, grouping),
+    so ``warm_up()`` with no kernels prepares the MERGE hot paths. Run it where
+    the work will run, e.g. on every Dask worker through
+    :class:`etl.frames.kernel_apply.WarmUpKernels`, so the first task does not
+    pay for it.
 
     Returns
     -------
     dict
         ``{kernel name: compile stats}`` (see :meth:`Kernel.compile_stats`).
-
     """
+    warm_up_internals()
     return {k.name: k.warm_up() for k in kernels}

@@ -1,0 +1,58 @@
+"""Load the machine code of the framework's own numba helpers, once per process.
+
+Hashing, key matching and grouping helpers compile lazily for the array types
+they first meet. :func:`warm_up_internals` meets each of them on a tiny frame,
+so a worker that runs it at start-up (see ``etl.frames.kernel_apply.WarmUpKernels``)
+does no compiling or cache loading inside its first task.
+
+Examples
+--------
+>>> warm_up_internals()
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from etl.kernels._grouping import group_codes, group_layout
+from etl.kernels._hashing import hash_rows
+from etl.kernels._keys import duplicate_keys, latest_per_code, latest_per_key, match_keys
+
+__all__ = ["warm_up_internals"]
+
+_DONE = False
+
+
+def _sample() -> pd.DataFrame:
+    return pd.DataFrame({
+        "i": [1, 2], "u": np.array([1, 2], np.uint64), "f": [1.0, np.nan], "s": ["a", None],
+        "b": [True, False], "t": pd.to_datetime([0, 1]), "d": pd.to_timedelta([1, 2]),
+        "c": pd.Categorical(["x", "y"]), "n": pd.array([1, None], dtype="Int64"),
+    })
+
+
+def warm_up_internals() -> bool:
+    """Run every internal numba helper once on tiny inputs; later calls return at once.
+
+    Returns
+    -------
+    bool
+        ``True`` once the helpers are loaded in this process.
+    """
+    global _DONE
+    if _DONE:
+        return True
+    frame = _sample()
+    hashes = hash_rows(frame, list(frame.columns))
+    for order in (frame["i"], frame["f"], frame["t"], frame["n"], None):
+        latest_per_key(hashes, order)
+    duplicate_keys(hashes)
+    match_keys(hashes, hashes[:1])
+    codes, ngroups = group_codes(frame, ["i"])
+    latest_per_code(codes, ngroups, frame["t"])
+    for order_by in ("i", "f", "n"):
+        group_layout(frame, ["s"], order_by)
+    _DONE = True
+    return True
