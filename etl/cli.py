@@ -119,18 +119,33 @@ def plan(obj: dict, name: str, date: str | None, warehouse: str | None, params: 
               help="Run on the cluster of this profile (cluster/README.md). Excludes --scheduler.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A free parameter (repeatable).")
 @click.option("--force", is_flag=True, help="Commit again even if this batch was already committed.")
+@click.option("--takeover", is_flag=True, help="Run even if the ledger shows another run holding this batch.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False),
+              help="Write the run's Prometheus metrics here (atomically), also on failure.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def run(obj: dict, name: str, date: str | None, warehouse: str | None, scheduler: str | None,
-        cluster: str | None, params: tuple, force: bool, as_json: bool) -> None:
+        cluster: str | None, params: tuple, force: bool, takeover: bool, metrics_file: str | None,
+        as_json: bool) -> None:
     """Run a pipeline and commit its batch exactly once."""
     from etl.define.registry import load
     from etl.run.runner import run as run_pipeline
 
     if cluster and scheduler:
         raise click.UsageError("give --cluster or --scheduler, not both")
-    result = run_pipeline(load(name, obj["paths"]), date=date, warehouse=warehouse, scheduler=scheduler,
-                          cluster=cluster, params=_params(params), force=force)
+    try:
+        result = run_pipeline(load(name, obj["paths"]), date=date, warehouse=warehouse, scheduler=scheduler,
+                              cluster=cluster, params=_params(params), force=force, takeover=takeover)
+    except Exception as exc:
+        if metrics_file:
+            from etl.observe.metrics import write_failure
+
+            write_failure(name, getattr(exc, "exit_code", 1), metrics_file)
+        raise
+    if metrics_file:
+        from etl.observe.metrics import write_prometheus
+
+        write_prometheus(result, metrics_file)
     click.echo(json.dumps(result.to_dict(), indent=2, default=str) if as_json else str(result))
 
 
@@ -309,6 +324,12 @@ def _params(pairs: tuple) -> dict:
             raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--param")
         out[key] = value
     return out
+
+
+from etl.commands.maintenance import COMMANDS as _MAINTENANCE  # noqa: E402
+
+for _command in _MAINTENANCE:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -53,5 +53,9 @@ def configure(level: int = logging.INFO, stream=None, json_lines: bool | None = 
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    logging.captureWarnings(True)  # Python warnings become log records (JSON lines in CI), not stray stderr
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.handlers[:] = [handler]
+    warnings_logger.propagate = False
     for noisy in ("distributed", "distributed.shuffle._scheduler_plugin"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -95,6 +95,30 @@ class Plan:
         return RunContext(date=self.date, warehouse=self.warehouse, params=dict(self.params), run_id=run_id,
                           dates=self.dates)
 
+    def __repr__(self) -> str:
+        return (f"<Plan {self.pipeline.name} batch={self.batch}: {sum(len(s.files) for s in self.sources.values())} "
+                f"file(s) -> {self.target} ({self.pipeline.target.mode})>")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        d = self.to_dict()
+        mode = d["mode"] + (f" by {', '.join(d['merge_keys'])}" if d["merge_keys"] else "") \
+            + (f", latest by {d['order_by']}" if d["order_by"] else "")
+        touched = d["touched_partitions"]
+        rows = [("pipeline", d["pipeline"]), ("batch", d["batch"])]
+        rows += [(f"reads {s['name']}", f"{s['format']} {s['url']}: {s['files']} file(s), {s['bytes']:,} bytes"
+                  + (f", version {s['version']}" if "version" in s else "")) for s in d["sources"]]
+        rows += [("writes", d["target"]), ("mode", mode),
+                 ("partitioned by", ", ".join(d["partition_by"]) or "(none)"),
+                 ("touches", "(not computed)" if touched is None else f"{len(touched)} partition(s)"
+                  + (": " + ", ".join("/".join(f"{k}={v}" for k, v in t.items()) for t in touched[:6])
+                     + (" ..." if len(touched) > 6 else "") if touched else "")),
+                 ("transaction", d["app_id"])]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                       f"{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table>{body}</table>"
+
     def to_dict(self) -> dict:
         t = self.pipeline.target
         return {
