@@ -223,7 +223,7 @@ def utc_ns(column: pd.Series) -> Arrays:
 
 def _arrow_dates_ns(column: pd.Series) -> Arrays:
     """Arrow ``date32``/``date64`` straight to int64 nanoseconds (pandas' own cast goes through objects)."""
-    arr = pa.chunked_array([column.array._pa_array]) if hasattr(column.array, "_pa_array") else pa.array(column)
+    arr = column.array._pa_array if hasattr(column.array, "_pa_array") else pa.array(column)
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     per_unit = 86_400 * 10**9 if pa.types.is_date32(arr.type) else 10**6
     raw = arr.cast(pa.int32() if pa.types.is_date32(arr.type) else pa.int64())
