@@ -32,7 +32,7 @@ import pyarrow as pa
 from etl.define.schema import to_pandas
 
 from etl.commit.files import FileRef, partition_string, read_file
-from etl.commit.keys import hash_keys
+from etl.commit.keys import hash_keys, resolve_duplicates
 from etl.kernels import fingerprint, match_keys
 from etl.commit.merge import COUNTS, GroupResult, MergeSpec, merge_group, write_rows
 from etl.commit.table import Snapshot
@@ -239,6 +239,11 @@ class MergeStager:
         self.hashes, counts = np.unique(hashes.to_numpy(np.uint64), return_counts=True)
         self.repeated = self.hashes[counts > 1]
         self.rows = int(n)
+        self.dropped = 0
+        if len(self.repeated):  # settle duplicate keys first, in a shuffle of only their rows
+            self.data = _deduplicated(data, self.repeated, spec)
+            self.dropped = self.rows - int(self.data.shape[0].compute())
+            self.repeated = self.repeated[:0]
         self.lo = {k: _stat_value(v) for k, v in lo.items()}
         self.hi = {k: _stat_value(v) for k, v in hi.items()}
         part_keys = [k for k in spec.keys if k in spec.partition_by]
@@ -278,12 +283,27 @@ class MergeStager:
         actions = shuffled.map_partitions(_apply, spec, group_files, meta=ACTION_META).compute()
         adds, removes, counts = _collect(actions)
         counts["files_scanned"] = len(candidates)
+        counts["rows_in"] += self.dropped
+        counts["duplicates_dropped"] += self.dropped
         timings = {"locate_seconds": round(t1 - t0, 3), "apply_seconds": round(time.perf_counter() - t1, 3)}
         return Staged(adds, removes, snap, counts, depends_on=self.could_hold, timings=timings)
 
     def replan(self, staged: Staged, now: Snapshot) -> Staged:
         discard(self.spec.root, staged, now.paths)
         return self.stage(now)
+
+
+def _resolve_partition(df: pd.DataFrame, keys: tuple, order_by: str | None) -> pd.DataFrame:
+    out, _ = resolve_duplicates(df.reset_index(drop=True), list(keys), order_by, hashes=df[HASH_COL].to_numpy())
+    return out
+
+
+def _deduplicated(data: dd.DataFrame, repeated: np.ndarray, spec: MergeSpec) -> dd.DataFrame:
+    """``data`` with one row per key: the rows of repeated keys meet by key hash and are resolved."""
+    is_dup = data[HASH_COL].isin(repeated)
+    resolved = data[is_dup].shuffle(on=HASH_COL).map_partitions(_resolve_partition, tuple(spec.keys),
+                                                                 spec.order_by, meta=data._meta)
+    return dd.concat([data[~is_dup], resolved]).persist()
 
 
 def _stat_value(v):
