@@ -36,21 +36,27 @@ def release_lease(root: Location, run_id: str) -> None:
         pass
 
 
-def live_leases(root: Location, now: float | None = None) -> set[str]:
-    now = now or time.time()
-    fs, live = root.fs, set()
+def live_lease_starts(root: Location, now: float | None = None) -> dict[str, float]:
+    """``{run_id: started}`` of the runs holding a live (unexpired) lease on the table."""
+    now = time.time() if now is None else now
+    fs, out = root.fs, {}
     try:
         names = fs.ls(f"{root.path}/{LEASE_DIR}", detail=False)
     except FileNotFoundError:
-        return live
+        return out
     for name in names:
         try:
             lease = json.loads(fs.cat_file(name))
         except (FileNotFoundError, ValueError):
             continue
-        if lease.get("expires", 0) > now:
-            live.add(lease.get("run_id"))
-    return live
+        if lease.get("expires", 0) > now and lease.get("run_id"):
+            out[lease["run_id"]] = float(lease.get("started", now))
+    return out
+
+
+def live_leases(root: Location, now: float | None = None) -> set[str]:
+    """The runs holding a live lease on the table: their staged files may still be committed."""
+    return set(live_lease_starts(root, now))
 
 
 def referenced_paths(root: Location) -> set[str]:

@@ -16,6 +16,14 @@ from pathlib import Path
 PREFIX = "etl."
 
 
+def new_run_id() -> str:
+    """A unique, time-sortable run id: ``rYYYYMMDDTHHMMSS-<8 hex>`` (UTC). Staged file names carry it."""
+    import secrets
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("r%Y%m%dT%H%M%S-") + secrets.token_hex(4)
+
+
 @lru_cache(maxsize=32)
 def code_version(module_file: str | None) -> str:
     """The git commit of the folder holding ``module_file`` (``+dirty`` if changed), or ``unknown``."""

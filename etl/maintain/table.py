@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import secrets
-from datetime import datetime, timezone
 
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from etl.commit.lineage import PREFIX, code_version
+from etl.commit.lineage import new_run_id  # noqa: F401  (re-exported for the commands)
 from etl.errors import ConfigError
 from etl.io.storage import Location
 from etl.planning.planner import default_warehouse, table_url
@@ -41,11 +40,6 @@ def open_existing(loc: Location) -> DeltaTable:
     except TableNotFoundError:
         raise ConfigError(f"no Delta table at {loc}: check the table name and --warehouse "
                           "(a table exists once a run has committed to it).", table=str(loc)) from None
-
-
-def new_run_id() -> str:
-    """An id in the format of run ids, so maintenance shows up in history like a run."""
-    return datetime.now(timezone.utc).strftime("r%Y%m%dT%H%M%S-") + secrets.token_hex(4)
 
 
 def commit_properties(operation: str, run_id: str, params: dict) -> CommitProperties:

@@ -39,7 +39,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from etl.commit.files import staged_run_id
 from etl.errors import CommitError, ConfigError
 from etl.io.storage import Location
-from etl.maintain.leases import live_lease_starts
+from etl.commit.cleanup import live_lease_starts
 from etl.maintain.table import commit_properties, new_run_id, open_existing
 
 MIN_RETENTION_HOURS = 1

@@ -9,13 +9,11 @@ transform → conform every partition to the schema → stage files on the worke
 from __future__ import annotations
 
 import logging
-import secrets
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from etl.commit import cleanup
-from etl.commit.lineage import commit_metadata
+from etl.commit.lineage import commit_metadata, new_run_id
 from etl.commit.merge import MergeSpec
 from etl.commit.table import ensure_table, open_table, snapshot
 from etl.commit.transaction import Outcome, commit, version_with_txn
@@ -33,10 +31,6 @@ from etl.run.result import RunResult
 from etl.run.stage import MergeStager, batch_fingerprint, conformed, replan_overwrite, stage_append
 
 log = logging.getLogger("etl.run")
-
-
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("r%Y%m%dT%H%M%S-") + secrets.token_hex(4)
 
 
 def build_output(plan: Plan, run_id: str = ""):
