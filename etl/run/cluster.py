@@ -92,3 +92,16 @@ def ship_code(client, module_file: str | None) -> None:
         copy = Path(tmp) / f"{module_name(module_file)}.py"
         shutil.copyfile(module_file, copy)
         client.upload_file(str(copy), load=True)
+
+
+def warm_kernels(client, kernels: list) -> None:
+    """Load the kernels' machine code on every worker (and every worker that joins later) before the run.
+
+    So no task pays numba's one-time set-up; the framework's own hot-path
+    kernels are loaded by the same call.
+    """
+    if client is None:
+        return
+    from etl.frames.kernel_apply import WarmUpKernels
+
+    client.register_plugin(WarmUpKernels(*kernels))

@@ -23,9 +23,9 @@ from etl.errors import ClusterError, ConfigError, EtlError, SourceError
 from etl.io import sources as io_sources
 from etl.io.storage import Location
 from etl.io.stores import check_conditional_put
-from etl.planning.planner import Plan, make_plan
+from etl.planning.planner import Plan, make_plan, pipeline_kernels
 from etl.policy.retry import RetryPolicy
-from etl.run.cluster import connect, ship_code
+from etl.run.cluster import connect, ship_code, warm_kernels
 from etl.run.record import RunRecorder
 from etl.run.result import RunResult
 from etl.run.stage import MergeStager, batch_fingerprint, conformed, replan_overwrite, stage_append
@@ -100,6 +100,7 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         check_conditional_put(plan.target)  # refuse a store that would lose concurrent commits
         check_conditional_put(Location(plan.warehouse, p.target.storage_options))  # the ledger's store
         ship_code(active, p.module_file)
+        warm_kernels(active, pipeline_kernels(p))
         app_id = plan.app_id(nonce=run_id if force else "")
         recorder = RunRecorder(plan, run_id, app_id, backfill_id=backfill_id, takeover=takeover)
         recorder.started()
