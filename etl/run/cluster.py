@@ -78,9 +78,16 @@ def connect(client=None, scheduler: str | None = None, security=None,
             yield local
 
 
-def ship_code(client, module_file: str | None) -> None:
-    """Upload a pipeline module to every worker (current and future) under its import name."""
-    if not module_file or client is None:
+def ship_code(client, module_file: str | None, module: str | None = None) -> None:
+    """Upload a pipeline module found on the pipeline path to every worker (current and future).
+
+    Only modules the registry imported from a pipelines folder (``etlp_<stem>``)
+    are shipped: they exist nowhere else. A pipeline defined in an importable
+    package module travels by reference like any Dask function.
+    """
+    from etl.define.registry import module_name as registry_name
+
+    if not module_file or client is None or (module and module != registry_name(module_file)):
         return
     import shutil
     import tempfile

@@ -99,7 +99,7 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
                 return skipped
         check_conditional_put(plan.target)  # refuse a store that would lose concurrent commits
         check_conditional_put(Location(plan.warehouse, p.target.storage_options))  # the ledger's store
-        ship_code(active, p.module_file)
+        ship_code(active, p.module_file, getattr(p.transform, "__module__", None))
         warm_kernels(active, pipeline_kernels(p))
         app_id = plan.app_id(nonce=run_id if force else "")
         recorder = RunRecorder(plan, run_id, app_id, backfill_id=backfill_id, takeover=takeover)
