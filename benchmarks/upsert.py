@@ -192,7 +192,8 @@ def run_one(a: argparse.Namespace, engine: str, shape: str, manifest: dict, meta
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     steps: dict[str, dict] = {}
-    out: dict = {"engine": engine, "shape": shape, "status": "ok", "steps": steps}
+    out: dict = {"engine": engine, "shape": shape, "status": "ok", "steps": steps,
+                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     extra = [n for n, _ in bengines.make(engine).extra_steps]
     prev = load_stats = None
     try:
@@ -343,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="time budget: past it, no more waiting for quiet or retrying (default: none)")
     p.add_argument("--markdown", metavar="RESULTS_JSON",
                    help="print the markdown tables of a results file and exit (runs nothing)")
+    p.add_argument("--update", action="store_true",
+                   help="keep the other results already in --out; replace only the engines and shapes run now")
     p.add_argument("--keep-tables", action="store_true", help="keep the written Delta tables")
     # internal: one engine on one shape, in a child process
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -385,8 +388,15 @@ def main(argv: list[str] | None = None) -> int:
         "rss_sampling": {"interval_s": a.interval, "scope": "child benchmark process + all descendants"},
         "results": {},
     }
+    if a.update and out.exists():
+        old = json.loads(out.read_text())
+        if old.get("sf") != a.sf or old.get("seed") != a.seed:
+            raise SystemExit(f"--update: {out} holds sf={old.get('sf')} seed={old.get('seed')}, not sf={a.sf} seed={a.seed}")
+        doc["results"] = old.get("results", {})
+        doc["batches"] = {**old.get("batches", {}), **metas}
+        doc["commands"] = old.get("commands", [old.get("command")]) + [doc["command"]]
     for shape in shapes:
-        doc["results"][shape] = {}
+        doc["results"].setdefault(shape, {})
         for engine in engines:
             res = run_repeated(a, engine, shape, manifest, metas[shape])
             doc["results"][shape][engine] = res
@@ -396,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{engine}: ERROR {res.get('error', '')}", flush=True)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(_jsonable(doc), indent=1))
-        print(report.shape_table(shape, metas[shape], doc["results"][shape], manifest), flush=True)
+        print(report.shape_table(shape, doc["batches"][shape], doc["results"][shape], manifest), flush=True)
     print(report.summary(doc), flush=True)
     out.write_text(json.dumps(_jsonable(doc), indent=1))
     print(f"results: {out}")
