@@ -237,7 +237,8 @@ def run_repeated(a: argparse.Namespace, engine: str, shape: str, manifest: dict,
 
     Each step runs in its own process and starts from the same table state whatever happened
     to the others, so steps are sampled independently: a step is *undisturbed* when other
-    processes kept at most ``a.quiet_pct`` % of the cores busy while it ran. Times (wall, CPU)
+    processes kept at most ``a.quiet_pct`` % of the cores busy while it ran (steps under 1 s
+    always count as undisturbed: their busy share is sampling noise). Times (wall, CPU)
     are the median of a step's undisturbed samples (of all samples, flagged, if it has none);
     memory, which contention does not change, is the median of all samples. At most
     ``3 * a.repeat`` runs, fewer once past --max-minutes.
@@ -245,7 +246,8 @@ def run_repeated(a: argparse.Namespace, engine: str, shape: str, manifest: dict,
     import statistics
 
     def clean(rec: dict) -> bool:
-        return rec.get("other_cpu_pct", 0) <= a.quiet_pct
+        # Under a second the busy share is mostly sampling-edge noise, and the step is cheap anyway.
+        return rec["wall_s"] < 1.0 or rec.get("other_cpu_pct", 0) <= a.quiet_pct
 
     runs: list[dict] = []
     while True:
