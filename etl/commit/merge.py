@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.define.schema import to_pandas
 
@@ -52,10 +53,13 @@ class GroupResult:
         self.counts.update(other.counts)
 
 
-def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
-    eq = (a.to_numpy(dtype=object) == b.to_numpy(dtype=object))
-    both_null = a.isna().to_numpy() & b.isna().to_numpy()
-    return np.asarray(eq, dtype=bool) | both_null
+def _same(a, b) -> np.ndarray:
+    """Row-wise equality of two aligned Arrow columns; null equals null, NaN equals NaN."""
+    eq = pc.fill_null(pc.equal(a, b), False)
+    same = pc.or_(eq, pc.and_(pc.is_null(a), pc.is_null(b)))
+    if pa.types.is_floating(a.type):
+        same = pc.or_(same, pc.fill_null(pc.and_(pc.is_nan(a), pc.is_nan(b)), False))
+    return same.to_numpy(zero_copy_only=False)
 
 
 def write_rows(spec: MergeSpec, rows: pd.DataFrame | pa.Table) -> list[dict]:
@@ -66,6 +70,9 @@ def write_rows(spec: MergeSpec, rows: pd.DataFrame | pa.Table) -> list[dict]:
     if not spec.partition_by:
         return [write_file(spec.root, table, {}, spec.run_id)]
     cols = list(spec.partition_by)
+    if all(len(pc.unique(table.column(c))) == 1 for c in cols):  # one partition: the usual rewrite
+        values = [table.column(c)[0].as_py() for c in cols]
+        return [write_file(spec.root, table, {c: partition_string(v) for c, v in zip(cols, values)}, spec.run_id)]
     groups = to_pandas(table.select(cols)).groupby(cols, dropna=False, sort=True).indices
     adds = []
     for values, positions in groups.items():
@@ -102,13 +109,14 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     pairs = to_pandas(target.select(keys)).assign(_t=np.arange(target.num_rows)).merge(
         source[keys].assign(_s=np.arange(len(source))), on=keys, how="inner")
     t_pos, s_pos = pairs["_t"].to_numpy(), pairs["_s"].to_numpy()
-    old = to_pandas(target.take(pa.array(t_pos, pa.int64())))
+    old_arrow = target.take(pa.array(t_pos, pa.int64()))
     new = source.iloc[s_pos].reset_index(drop=True)
-    stale = _older(new, old, spec.order_by)
+    new_arrow = to_arrow(new, spec.schema).cast(old_arrow.schema)
+    stale = _older(new, to_pandas(old_arrow.select([spec.order_by])) if spec.order_by else None, spec.order_by)
     is_del = deletes[s_pos] & ~stale
     same = np.ones(len(pairs), bool)
     for col in spec.schema.names:
-        same &= _same(old[col], new[col])
+        same &= _same(old_arrow.column(col), new_arrow.column(col))
     changed = ~is_del & ~same & ~stale
     matched_src = np.zeros(len(source), bool)
     matched_src[s_pos] = True

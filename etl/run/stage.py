@@ -40,6 +40,8 @@ from etl.commit.transaction import Staged, discard
 from etl.commit.validate import DELETE_COL, HASH_COL, conform
 
 GROUP_COL = "_etl_group"
+SMALL_SHUFFLE_ROWS = 2_000_000
+LOCATE_TASKS = 16
 ACTION_META = pd.DataFrame({"kind": pd.Series([], dtype=object), "path": pd.Series([], dtype=object),
                             "size": pd.Series([], dtype="int64"),
                             "partition_values": pd.Series([], dtype=object),
@@ -167,11 +169,24 @@ def replan_overwrite(staged: Staged, now: Snapshot) -> Staged:
 
 # ------------------------------------------------------------------ merge
 
-def _locate(spec: MergeSpec, ref: FileRef, hashes: np.ndarray) -> np.ndarray:
-    table = read_file(spec.root, ref, spec.schema, columns=list(spec.keys))
-    file_hashes = hash_keys(to_pandas(table), list(spec.keys))
-    found = file_hashes[match_keys(file_hashes, hashes)]
-    return np.unique(found)
+def _locate(spec: MergeSpec, refs: list, hashes: np.ndarray) -> list:
+    """For each file of a chunk, the batch key hashes it holds (reads only the key columns)."""
+    out = []
+    for ref in refs:
+        table = read_file(spec.root, ref, spec.schema, columns=list(spec.keys))
+        file_hashes = hash_keys(to_pandas(table), list(spec.keys))
+        out.append(np.unique(file_hashes[match_keys(file_hashes, hashes)]))
+    return out
+
+
+def _shuffle_method(rows: int) -> str:
+    """Dask's task-based shuffle for small batches (p2p's fixed cost is seconds), p2p for large ones."""
+    return "tasks" if rows < SMALL_SHUFFLE_ROWS else "p2p"
+
+
+def _chunks(items: list, n: int) -> list:
+    size = max(1, -(-len(items) // max(1, n)))
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def _partition_ids(df: pd.DataFrame, partition_by: tuple) -> pd.Series:
@@ -263,7 +278,9 @@ class MergeStager:
         candidates = [ref for p, ref in snap.files.items() if self.could_hold(ref, snap.stats.get(p, {}))]
         # one graph node for the batch's keys, named by content: runs sharing a client never collide
         hashes = dask.delayed(self.hashes)
-        found = dask.compute(*[dask.delayed(_locate)(spec, ref, hashes) for ref in candidates])
+        chunks = _chunks(candidates, LOCATE_TASKS)
+        found = [h for part in dask.compute(*[dask.delayed(_locate)(spec, c, hashes) for c in chunks])
+                 for h in part]
         t1 = time.perf_counter()
         groups = _union_groups([(ref, h) for ref, h in zip(candidates, found) if len(h)])
         pairs = [(h, gid) for gid, (_, hs) in enumerate(groups) for h in hs]
@@ -279,7 +296,7 @@ class MergeStager:
                                           tuple(spec.partition_by),
                                           meta=self.data._meta.assign(**{GROUP_COL: pd.Series([], dtype="int64")}))
         nparts = max(1, min(len(groups) + new_groups, max(self.data.npartitions, 8)))
-        shuffled = routed.shuffle(on=GROUP_COL, npartitions=nparts)
+        shuffled = routed.shuffle(on=GROUP_COL, npartitions=nparts, shuffle_method=_shuffle_method(self.rows))
         actions = shuffled.map_partitions(_apply, spec, group_files, meta=ACTION_META).compute()
         adds, removes, counts = _collect(actions)
         counts["files_scanned"] = len(candidates)
@@ -301,7 +318,7 @@ def _resolve_partition(df: pd.DataFrame, keys: tuple, order_by: str | None) -> p
 def _deduplicated(data: dd.DataFrame, repeated: np.ndarray, spec: MergeSpec) -> dd.DataFrame:
     """``data`` with one row per key: the rows of repeated keys meet by key hash and are resolved."""
     is_dup = data[HASH_COL].isin(repeated)
-    resolved = data[is_dup].shuffle(on=HASH_COL).map_partitions(_resolve_partition, tuple(spec.keys),
+    resolved = data[is_dup].shuffle(on=HASH_COL, shuffle_method=_shuffle_method(len(repeated) * 2)).map_partitions(_resolve_partition, tuple(spec.keys),
                                                                  spec.order_by, meta=data._meta)
     return dd.concat([data[~is_dup], resolved]).persist()
 
