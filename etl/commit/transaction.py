@@ -112,13 +112,16 @@ def version_with_txn(root: Location, dt: DeltaTable, app_id: str, depth: int = 5
     return dt.version()
 
 
-def commit(root: Location, schema: pa.Schema, partition_by: list[str], app_id: str, metadata: dict,
+def commit(root: Location, schema: pa.Schema, partition_by: list[str], app_id: str,
+           metadata: dict | Callable[[Staged], dict],
            staged: Staged, replan: Callable[[Staged, Snapshot], Staged], policy: RetryPolicy,
            key_columns: list[str] = (), rng: random.Random | None = None,
            sleep: Callable[[float], None] = time.sleep,
            hook: Callable[[str], None] | None = None) -> Outcome:
     """Commit ``staged`` exactly once under ``app_id``; see the module docstring.
 
+    ``metadata`` may be a function of the staged work, so that a commit redone
+    after a conflict records the counts of what it finally commits.
     ``hook(point)`` is called at named points (``before_commit``, ``after_commit``)
     so that tests can inject faults there.
     """
@@ -135,7 +138,8 @@ def commit(root: Location, schema: pa.Schema, partition_by: list[str], app_id: s
             log.info("table moved to version %s and touched this batch's files; recomputing", now.version)
             staged = replan(staged, now)
             recomputed += 1
-        props = CommitProperties(custom_metadata=metadata, max_commit_retries=0,
+        props = CommitProperties(custom_metadata=metadata(staged) if callable(metadata) else metadata,
+                                 max_commit_retries=0,
                                  app_transactions=[Transaction(app_id, 0, int(time.time() * 1000))])
         try:
             if hook:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from etl.define.pipeline import Pipeline
 from etl.define.registry import load
 from etl.errors import ClusterError, CommitError, ConfigError, ContractError, EtlError, SchemaError, SourceError
-from etl.ledger import Event
+from etl.ledger import Event, TransitionError
 from etl.ledger.store import Ledger
 from etl.planning.planner import default_warehouse, make_plan
 from etl.policy.backfill import Batch, plan_backfill
@@ -99,7 +99,9 @@ def backfill(pipeline: str | Pipeline, start: str, end: str, *, batch_size: str 
     todo = [b for b in batches if b.runs]
     if dry_run or not todo:
         return out
-    ledger.record_all([Event.planned(p.name, b.id, backfill_id=bid) for b in todo])
+    todo = _record_planned(ledger, p.name, todo, bid)
+    if not todo:
+        return out
     policy = retry or RetryPolicy.from_env()
     from etl.run.runner import run
 
@@ -109,6 +111,9 @@ def backfill(pipeline: str | Pipeline, start: str, end: str, *, batch_size: str 
             try:
                 return run(p, date=list(batch.dates), warehouse=warehouse, client=active, params=params,
                            backfill_id=bid, takeover=attempt > 0)
+            except TransitionError as exc:  # another live run holds the batch: it is that run's to finish
+                log.warning("batch %s is held by another run; leaving it to that run: %s", batch.id, exc)
+                return RunResult(p.name, "", batch.id, "", "skipped", None, "")
             except BaseException as exc:
                 if not is_transient(exc) or policy.gives_up_after(attempt):
                     raise
@@ -130,6 +135,22 @@ def backfill(pipeline: str | Pipeline, start: str, end: str, *, batch_size: str 
             if progress:
                 progress(done, len(todo), b.id, out.results[b.id].status if b.id in out.results else "failed")
     return out
+
+
+def _record_planned(ledger: Ledger, name: str, todo: list, bid: str) -> list:
+    """Record the plan; batches another driver started meanwhile are left to it (not planned, not run)."""
+    try:
+        ledger.record_all([Event.planned(name, b.id, backfill_id=bid) for b in todo])
+        return todo
+    except TransitionError:
+        kept = []
+        for b in todo:
+            try:
+                ledger.record(Event.planned(name, b.id, backfill_id=bid))
+                kept.append(b)
+            except TransitionError as exc:
+                log.warning("batch %s went live in another run while planning; leaving it: %s", b.id, exc)
+        return kept
 
 
 def _resume(name: str, start: str, end: str, batch_size, concurrency: int, warehouse: str) -> str:

@@ -208,10 +208,12 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
         replan = replan_overwrite if target.mode == "overwrite" else (lambda s, now: s)
     stages.update(staged.timings)
     stages["stage_seconds"] = round(time.perf_counter() - ts, 3)
-    metadata = commit_metadata(run_id=run_id, pipeline=p.name, batch=plan.batch, app_id=app_id,
+    def metadata(final) -> dict:  # built from what is finally committed (a conflict may redo the work)
+        return commit_metadata(run_id=run_id, pipeline=p.name, batch=plan.batch, app_id=app_id,
                                params=plan.params, sources=[s.describe() for s in plan.sources.values()],
-                               counts={k: v for k, v in staged.counts.items()}, module_file=p.module_file,
+                               counts=dict(final.counts), module_file=p.module_file,
                                operation=target.mode.upper(), fingerprint=stages["fingerprint"])
+
     tc = time.perf_counter()
     outcome = commit(plan.target, schema, list(target.partition_by), app_id, metadata, staged, replan, policy,
                      key_columns=list(target.keys), hook=hook)
