@@ -70,12 +70,28 @@ def conformed(out: dd.DataFrame, schema: pa.Schema, delete_when: str | None, key
                               enforce_metadata=False)
 
 
-def _check_partition(df: pd.DataFrame, contract, schema: pa.Schema, delete_when: str | None, keys: tuple):
+def _check_partition(df: pd.DataFrame, contract, schema: pa.Schema, delete_when: str | None, keys: tuple,
+                     duplicates: frozenset | None = None):
     from etl.contracts import EvalContext, evaluate
 
     good, quarantined, stats = evaluate(contract, df, EvalContext(
-        schema=schema, extra_columns=(delete_when,) if delete_when else ()))
+        schema=schema, extra_columns=(delete_when,) if delete_when else (), duplicate_keys=duplicates))
     return _conform_partition(good, schema, delete_when, keys), quarantined, stats
+
+
+def _hash_partition(df: pd.DataFrame, columns: tuple) -> pd.Series:
+    return pd.Series(hash_keys(df, list(columns)), dtype="uint64")
+
+
+def _batch_duplicates(out: dd.DataFrame, contract) -> frozenset | None:
+    """Hashes of the values a ``unique`` check sees more than once anywhere in the batch."""
+    from etl.contracts import duplicate_hashes
+
+    found: set = set()
+    for check in (c for c in contract.checks if c.kind == "unique"):
+        hashes = out.map_partitions(_hash_partition, tuple(check.columns), meta=pd.Series([], dtype="uint64"))
+        found |= duplicate_hashes(hashes.compute().to_numpy())
+    return frozenset(found) if found else None
 
 
 def checked(out: dd.DataFrame, contract, schema: pa.Schema, delete_when: str | None, keys: tuple):
@@ -85,7 +101,11 @@ def checked(out: dd.DataFrame, contract, schema: pa.Schema, delete_when: str | N
     cluster memory, and one delayed quarantine frame and statistics object per partition.
     """
     meta = conformed(out, schema, delete_when, keys)._meta
-    triples = [dask.delayed(_check_partition, nout=3)(part, contract, schema, delete_when, tuple(keys))
+    duplicates = None
+    if any(c.kind == "unique" for c in contract.checks):  # uniqueness is batch-wide: hash first, read once
+        out = out.persist()
+        duplicates = _batch_duplicates(out, contract)
+    triples = [dask.delayed(_check_partition, nout=3)(part, contract, schema, delete_when, tuple(keys), duplicates)
                for part in out.to_delayed()]
     triples = dask.persist(*triples)
     data = dd.from_delayed([t[0] for t in triples], meta=meta, verify_meta=False)
