@@ -146,6 +146,15 @@ def markdown(doc: dict) -> str:
                 f"| +{r.get('files_added')}/-{r.get('files_removed')} | {res.get('attempts', 1)} "
                 f"| {busy:.0f}{'' if res.get('all_clean', True) else ' !'} | {_check(res)} |"
             )
+            for extra, x in st.items():
+                if extra in ("load", "merge", "rerun"):
+                    continue
+                out.append(
+                    f"| {eng} `{extra}` | | {x['wall_s']:.1f} | | {x.get('tree_cpu_s', 0):.1f} | "
+                    f"| {x.get('peak_above_baseline_mb', 0):,.0f} | | {x.get('peak_rss_mb', 0):,.0f} "
+                    f"| +{x.get('files_added')}/-{x.get('files_removed')} ({x.get('mb_added')}) | | "
+                    f"| {x.get('other_cpu_pct', 0):.0f} | {'PASS' if x['verify']['pass'] else 'FAIL'} |"
+                )
         anchor = results.get(ANCHOR)
         if anchor and anchor.get("status") == "ok":
             out += ["", f"Ratios vs {ANCHOR} native (>1 = slower / more memory):", "",
