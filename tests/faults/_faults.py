@@ -1,7 +1,7 @@
 """Fault injection for the ``tests/faults`` suite: kill switches, the table invariants, polling.
 
-Everything a worker process runs (``die_once``, :class:`KillAfterWrite`) lives
-here, in an importable module, so that Dask ships it by reference. "Once" is
+Everything a worker process runs (:class:`KillAfterWrite`) lives here, in an
+importable module, so that Dask ships it by reference. "Once" is
 decided by a marker file created with ``O_EXCL``: whichever process creates it
 first dies; every retry, on any worker, finds it and carries on.
 """
@@ -40,13 +40,6 @@ def claim(marker: str) -> bool:
 
 def suicide() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def die_once(df: pd.DataFrame, marker: str) -> pd.DataFrame:
-    """A partition step that SIGKILLs its worker process the first time any worker runs it."""
-    if len(df) and claim(marker):
-        suicide()
-    return df
 
 
 class KillAfterWrite(WorkerPlugin):
@@ -120,12 +113,32 @@ def assert_each_once(url: str, batches=None) -> None:
 
 # ------------------------------------------------------------------ processes and polling
 
-def driver(warehouse: str, date: str, scheduler: str, kill_at: str, env: dict | None = None,
-           timeout: float = 180) -> subprocess.CompletedProcess:
-    """Run ``python -m tests.faults._driver`` (one batch) and wait for it."""
-    full_env = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tests.faults._driver", warehouse, date, scheduler, kill_at],
-                          cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+def spawn(module: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """Start ``python -m <module> ARGS`` from the repository root (a driver process of its own)."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str, str]:
+    """Wait for a driver; a driver still running after ``timeout`` is killed and fails the test.
+
+    A hung driver is a finding (e.g. threads deadlocked while building Dask graphs), never a
+    reason to hang the suite.
+    """
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"driver {proc.args[2:]} hung for {timeout}s and was killed; stderr:\n{err[-3000:]}")
+    return proc.returncode, out, err
+
+
+def driver(warehouse: str, date: str, scheduler: str, action: str, env: dict | None = None,
+           timeout: float = 180) -> tuple[int, str, str]:
+    """Run ``python -m tests.faults._driver`` (one batch) and wait for it: (returncode, stdout, stderr)."""
+    return finish(spawn("tests.faults._driver", warehouse, date, scheduler, action, env=env), timeout)
 
 
 def wait_for(predicate, what: str, timeout: float = 60.0, interval: float = 0.1):

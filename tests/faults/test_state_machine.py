@@ -160,5 +160,5 @@ class Runs(RuleBasedStateMachine):
 
 def test_runs_crashes_and_resumes_keep_the_table_equal_to_the_model(client, tmp_path_factory):
     Runs.client, Runs.tmp = client, tmp_path_factory
-    run_state_machine_as_test(Runs, settings=settings(max_examples=6, stateful_step_count=6, deadline=None,
+    run_state_machine_as_test(Runs, settings=settings(max_examples=5, stateful_step_count=6, deadline=None,
                                                       suppress_health_check=list(HealthCheck)))
