@@ -30,6 +30,9 @@ from etl.policy.retry import RetryPolicy
 from etl.run.result import RunResult
 from etl.api import plan, preview, run, list_pipelines
 from etl.kernels import Kernel, kernel
+from etl._threads import unlock_dask_cached_properties
+
+unlock_dask_cached_properties()  # Python < 3.12: threads building Dask graphs at once must not deadlock
 
 __all__ = [
     "__version__",
