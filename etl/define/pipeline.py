@@ -33,6 +33,7 @@ from etl.define.schema import Schema
 from etl.define.source import Source
 from etl.define.target import Target
 from etl.errors import ConfigError
+from etl.policy.retry import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,14 @@ class Pipeline:
     description: str = ""
     module_file: str | None = None
     contract: Any = None
+    retry: RetryPolicy | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.name)
         _check_signature(self)
         _check_target_columns(self)
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise ConfigError(f"pipeline {self.name!r}: retry= must be a RetryPolicy, found {self.retry!r}.")
         if self.contract is not None:
             self.contract.validate(self.schema.names)
 
@@ -101,6 +105,7 @@ def pipeline(
     demo: Callable[[RunContext], None] | None = None,
     description: str = "",
     contract: Any = None,
+    retry: RetryPolicy | None = None,
 ) -> Callable[[Callable[..., Any]], Pipeline]:
     """Declare a pipeline from a transform function.
 
@@ -122,6 +127,10 @@ def pipeline(
     contract : etl.contracts.Contract, optional
         Checks on the output rows, each failing the batch, quarantining the row or warning,
         with an error budget per batch.
+    retry : RetryPolicy, optional
+        This pipeline's retries of transient failures: of each source file read (inside its
+        Dask task) and, in a backfill, of each batch and its commit. Default: the environment's
+        (:meth:`RetryPolicy.from_env`).
     """
 
     def wrap(fn: Callable[..., Any]) -> Pipeline:
@@ -129,7 +138,7 @@ def pipeline(
         module = inspect.getmodule(fn)
         return Pipeline(name=name, transform=fn, sources=dict(sources), target=target, schema=schema,
                         demo=demo, description=doc, module_file=getattr(module, "__file__", None),
-                        contract=contract)
+                        contract=contract, retry=retry)
 
     return wrap
 

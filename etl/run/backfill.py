@@ -19,26 +19,18 @@ from dataclasses import dataclass, field
 
 from etl.define.pipeline import Pipeline
 from etl.define.registry import load
-from etl.errors import ClusterError, CommitError, ConfigError, ContractError, EtlError, SchemaError, SourceError
+from etl.errors import ConfigError, EtlError
 from etl.ledger import Event, TransitionError
 from etl.ledger.store import Ledger
 from etl.planning.planner import default_warehouse, make_plan
 from etl.policy.backfill import Batch, plan_backfill
-from etl.policy.retry import RetryPolicy
+from etl.policy.retry import PERMANENT, RetryPolicy, effective, is_transient
 from etl.run.cluster import connect
 from etl.run.result import RunResult
 
 log = logging.getLogger("etl.backfill")
 
-PERMANENT = (SchemaError, ContractError, ConfigError, SourceError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: I/O errors, a lost cluster, commit conflicts; never bad data or bad code."""
-    if isinstance(exc, PERMANENT):
-        return False
-    return isinstance(exc, (ClusterError, CommitError, OSError, TimeoutError)) or \
-        type(exc).__name__ in ("KilledWorker", "CommClosedError", "CommitFailedError")
+__all__ = ["BackfillResult", "PERMANENT", "backfill", "dry_run_details", "is_transient"]
 
 
 @dataclass
@@ -84,6 +76,9 @@ def backfill(pipeline: str | Pipeline, start: str, end: str, *, batch_size: str 
         recompute; 1-2 is usually best.
     dry_run : bool
         Plan only: decide the batches and resolve what each would read; run nothing.
+    retry : RetryPolicy, optional
+        Retries of failed batches and of their commits; default the pipeline's ``retry=``, else the
+        environment's (:func:`etl.policy.retry.effective`). Source reads follow the pipeline's policy.
     progress : callable, optional
         ``progress(done, total, batch_id, status)`` after each batch.
     """
@@ -102,7 +97,7 @@ def backfill(pipeline: str | Pipeline, start: str, end: str, *, batch_size: str 
     todo = _record_planned(ledger, p.name, todo, bid)
     if not todo:
         return out
-    policy = retry or RetryPolicy.from_env()
+    policy = effective(retry, p.retry)
     from etl.run.runner import run
 
     def one(batch: Batch) -> RunResult:
@@ -110,14 +105,15 @@ def backfill(pipeline: str | Pipeline, start: str, end: str, *, batch_size: str 
         for attempt in range(policy.max_attempts):
             try:
                 return run(p, date=list(batch.dates), warehouse=warehouse, client=active, params=params,
-                           backfill_id=bid, takeover=attempt > 0)
+                           backfill_id=bid, takeover=attempt > 0, retry=policy)
             except TransitionError as exc:  # another live run holds the batch: it is that run's to finish
                 log.warning("batch %s is held by another run; leaving it to that run: %s", batch.id, exc)
                 return RunResult(p.name, "", batch.id, "", "skipped", None, "")
             except BaseException as exc:
-                if not is_transient(exc) or policy.gives_up_after(attempt):
+                decision = policy.decide(attempt, exc, rng)
+                if not decision.retry:
                     raise
-                wait = policy.delay(attempt, rng)
+                wait = decision.delay
                 log.warning("batch %s attempt %d failed (%s); retrying in %.2fs", batch.id, attempt + 1,
                             type(exc).__name__, wait)
                 time.sleep(wait)
