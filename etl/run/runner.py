@@ -36,13 +36,17 @@ log = logging.getLogger("etl.run")
 def build_output(plan: Plan, run_id: str = ""):
     """The transform's output as a lazy Dask DataFrame (nothing computed).
 
-    Under a data contract, source rows carry their file and row position, for the quarantine.
+    Source files are read with the pipeline's retry policy. Under a data contract, source rows
+    carry their file and row position, for the quarantine.
     """
-    provenance = plan.pipeline.contract is not None
-    frames = {name: io_sources.read(rs, provenance=provenance) for name, rs in plan.sources.items()}
-    p = plan.pipeline
     import inspect
 
+    from etl.policy.retry import effective
+
+    p = plan.pipeline
+    policy = effective(None, p.retry)
+    provenance = p.contract is not None
+    frames = {name: io_sources.read(rs, provenance=provenance, policy=policy) for name, rs in plan.sources.items()}
     kwargs: dict[str, Any] = dict(frames)
     if "ctx" in inspect.signature(p.transform).parameters:
         kwargs["ctx"] = plan.context(run_id)
