@@ -12,12 +12,19 @@ pipeline (a textfile is a snapshot, not a counter)::
     etl_run_duration_seconds{pipeline,stage}        total, and each stage the run timed
     etl_run_table_version{pipeline,table}           the table version the run committed or found
     etl_run_commit_attempts{pipeline}               commit attempts (conflicts make more)
+    etl_run_peak_memory_bytes{pipeline,stage,scope}  workers' peak RSS per stage: scope cluster (summed
+                                                    over workers) or worker (the worst single worker)
+    etl_run_peak_memory_limit_ratio{pipeline,stage}  the worst worker's peak RSS over its memory limit
     etl_run_info{pipeline,batch,run_id,table}       1, carrying the identifiers
     etl_run_timestamp_seconds{pipeline}             when the run ended (Unix time)
     etl_run_last_success_timestamp_seconds{pipeline}  when a run last succeeded (kept across failures)
 
 Alert on ``etl_run_exit_code != 0`` and on
-``time() - etl_run_last_success_timestamp_seconds > 26 * 3600``.
+``time() - etl_run_last_success_timestamp_seconds > 26 * 3600``; warn on
+``etl_run_peak_memory_limit_ratio > 0.8`` (Dask pauses a worker there and
+restarts it at 0.95). The memory figures are there when the run had a
+distributed client (see :mod:`etl.observe.memory`), for the stages
+``read_transform``, ``stage`` and ``commit``.
 
 The file is replaced atomically (temporary file in the same folder, then
 rename), so the collector never reads half a file.
@@ -66,6 +73,8 @@ _HELP = {
     "etl_run_duration_seconds": "Wall time of the last run, total and per stage.",
     "etl_run_table_version": "Delta table version the last run committed or found.",
     "etl_run_commit_attempts": "Commit attempts of the last run.",
+    "etl_run_peak_memory_bytes": "Peak worker RSS per stage of the last run: summed (cluster) or worst worker.",
+    "etl_run_peak_memory_limit_ratio": "Highest peak RSS over memory limit of any worker, per stage of the last run.",
     "etl_run_timestamp_seconds": "When the last run ended (Unix time).",
     "etl_run_last_success_timestamp_seconds": "When a run of this pipeline last succeeded (Unix time).",
 }
@@ -133,6 +142,10 @@ def prometheus_text(result, now: float | None = None) -> str:
     for key, value in (result.stages or {}).items():
         if key.endswith("_seconds") and isinstance(value, (int, float)):
             f.add("etl_run_duration_seconds", {**p, "stage": key[: -len("_seconds")]}, float(value))
+    for stage, peak in ((result.stages or {}).get("peak_memory") or {}).items():
+        f.add("etl_run_peak_memory_bytes", {**p, "stage": stage, "scope": "cluster"}, peak.get("cluster_bytes"))
+        f.add("etl_run_peak_memory_bytes", {**p, "stage": stage, "scope": "worker"}, peak.get("worker_bytes"))
+        f.add("etl_run_peak_memory_limit_ratio", {**p, "stage": stage}, peak.get("worker_limit_ratio"))
     f.add("etl_run_table_version", {**p, "table": result.table}, result.version)
     f.add("etl_run_commit_attempts", p, result.attempts)
     f.add("etl_run_timestamp_seconds", p, float(now))

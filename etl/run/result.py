@@ -13,6 +13,16 @@ class RunResult:
     ``status`` is ``committed`` (a new table version), ``skipped`` (this batch,
     with this input, was already committed: nothing written) or ``unchanged``
     (nothing to write: every row already as in the table).
+
+    ``stages`` holds per-stage figures: ``read_transform_seconds``,
+    ``stage_seconds`` (from the start of read+transform to staged files, with
+    ``locate_seconds``/``apply_seconds`` of a MERGE), ``commit_seconds``, and,
+    when the run had a distributed client, ``peak_memory``: for each of
+    ``read_transform``, ``stage`` (staging alone) and ``commit``, the workers'
+    peak RSS as ``cluster_bytes`` (summed over workers), ``worker_bytes`` and
+    ``worker`` (the worst single worker), ``worker_limit_ratio`` (the highest
+    peak over a worker's memory limit) and ``workers``
+    (see :mod:`etl.observe.memory`).
     """
 
     pipeline: str
@@ -62,8 +72,17 @@ class RunResult:
                 ("duplicates dropped", n(self.duplicates_dropped)), ("older than table", n(self.stale)),
                 ("quarantined", n(self.quarantined)),
                 ("files added/removed", f"{self.files_added}/{self.files_removed}"),
-                ("batch fingerprint", self.fingerprint or "-"), ("commit attempts", n(self.attempts)), ("wall time", f"{self.wall_seconds:.2f} s"),
-                ("run id", self.run_id)]
+                ("batch fingerprint", self.fingerprint or "-"), ("commit attempts", n(self.attempts)),
+                ("wall time", f"{self.wall_seconds:.2f} s"), *self._memory_rows(), ("run id", self.run_id)]
+
+    def _memory_rows(self) -> list[tuple[str, str]]:
+        from etl.observe.memory import describe
+
+        peaks = (self.stages or {}).get("peak_memory") or {}
+        labels = {name: name.replace("read_transform", "read+transform") for name in peaks}
+        width = max((len(label) for label in labels.values()), default=0)
+        return [("peak memory" if i == 0 else "", f"{labels[name]:<{width}}  {describe(peak)}")
+                for i, (name, peak) in enumerate(peaks.items())]
 
     def __str__(self) -> str:
         width = max(len(k) for k, _ in self.summary_rows())

@@ -23,6 +23,7 @@ from etl.errors import ClusterError, ConfigError, EtlError, SourceError
 from etl.io import sources as io_sources
 from etl.io.storage import Location
 from etl.io.stores import check_conditional_put
+from etl.observe.memory import StageMemory
 from etl.planning.planner import Plan, make_plan, pipeline_kernels
 from etl.policy.retry import RetryPolicy
 from etl.run.cluster import connect, ship_code, warm_kernels
@@ -195,21 +196,24 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
                       schema) -> tuple[Outcome, dict]:
     p, target = plan.pipeline, plan.pipeline.target
     stages: dict = {"rows_read": _rows_read(plan)}
+    memory = StageMemory()  # peak worker memory per stage; a no-op without a distributed client
     ts = time.perf_counter()
-    if p.contract is None:
-        data = _persisted(conformed(output, schema, target.delete_when, target.keys))
-    else:
-        data, stages["quarantined"] = _under_contract(plan, output, run_id, app_id, schema)
+    with memory.stage("read_transform"):
+        if p.contract is None:
+            data = _persisted(conformed(output, schema, target.delete_when, target.keys))
+        else:
+            data, stages["quarantined"] = _under_contract(plan, output, run_id, app_id, schema)
     stages["read_transform_seconds"] = round(time.perf_counter() - ts, 3)
-    stages["fingerprint"] = batch_fingerprint(data, schema.names)
-    spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id)
-    snap = snapshot(dt, list(target.keys))
-    if target.mode == "merge":
-        stager = MergeStager(data, spec)
-        staged, replan = stager.stage(snap), stager.replan
-    else:
-        staged = stage_append(data, spec, snap, overwrite=target.mode == "overwrite")
-        replan = replan_overwrite if target.mode == "overwrite" else (lambda s, now: s)
+    with memory.stage("stage"):
+        stages["fingerprint"] = batch_fingerprint(data, schema.names)
+        spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id)
+        snap = snapshot(dt, list(target.keys))
+        if target.mode == "merge":
+            stager = MergeStager(data, spec)
+            staged, replan = stager.stage(snap), stager.replan
+        else:
+            staged = stage_append(data, spec, snap, overwrite=target.mode == "overwrite")
+            replan = replan_overwrite if target.mode == "overwrite" else (lambda s, now: s)
     stages.update(staged.timings)
     stages["stage_seconds"] = round(time.perf_counter() - ts, 3)
     def metadata(final) -> dict:  # built from what is finally committed (a conflict may redo the work)
@@ -219,9 +223,12 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
                                operation=target.mode.upper(), fingerprint=stages["fingerprint"])
 
     tc = time.perf_counter()
-    outcome = commit(plan.target, schema, list(target.partition_by), app_id, metadata, staged, replan, policy,
-                     key_columns=list(target.keys), hook=hook)
+    with memory.stage("commit"):
+        outcome = commit(plan.target, schema, list(target.partition_by), app_id, metadata, staged, replan, policy,
+                         key_columns=list(target.keys), hook=hook)
     stages["commit_seconds"] = round(time.perf_counter() - tc, 3)
+    if memory.peaks:
+        stages["peak_memory"] = memory.to_dict()
     return outcome, stages
 
 

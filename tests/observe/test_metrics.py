@@ -19,7 +19,13 @@ RESULT = RunResult("tpch_lineitem_daily", "r20260102T020000-0a1b2c3d", "2026-01-
                    "committed", 7, "etl:tpch_lineitem_daily:2026-01-02:abc", rows_read=1200, rows_in=1100,
                    inserted=100, updated=40, deleted=2, unchanged=958, files_added=5, files_removed=3, attempts=2,
                    wall_seconds=12.5, stages={"rows_read": 1200, "read_transform_seconds": 2.25,
-                                              "apply_seconds": 4.0, "commit_seconds": 0.125})
+                                              "apply_seconds": 4.0, "commit_seconds": 0.125, "peak_memory": {
+                                                  "read_transform": {"cluster_bytes": 6 * 2**30,
+                                                                     "worker_bytes": 2**31, "worker": "tcp://w:1",
+                                                                     "worker_limit_ratio": 0.5, "workers": 4},
+                                                  "commit": {"cluster_bytes": 2**30, "worker_bytes": 2**28,
+                                                             "worker": "tcp://w:2", "worker_limit_ratio": None,
+                                                             "workers": 4}}})
 
 
 def samples(text: str) -> dict:
@@ -48,6 +54,12 @@ def test_a_run_result_becomes_valid_exposition_text_with_its_figures():
     assert get(parsed, "etl_run_duration_seconds", stage="commit") == 0.125
     assert ("etl_run_duration_seconds", frozenset({"pipeline": "tpch_lineitem_daily", "stage": "rows_read"}.items())
             ) not in parsed  # a count, not a duration
+    assert get(parsed, "etl_run_peak_memory_bytes", stage="read_transform", scope="cluster") == 6 * 2**30
+    assert get(parsed, "etl_run_peak_memory_bytes", stage="read_transform", scope="worker") == 2**31
+    assert get(parsed, "etl_run_peak_memory_limit_ratio", stage="read_transform") == 0.5
+    assert get(parsed, "etl_run_peak_memory_bytes", stage="commit", scope="worker") == 2**28
+    assert ("etl_run_peak_memory_limit_ratio", frozenset({"pipeline": "tpch_lineitem_daily", "stage": "commit"}.items())
+            ) not in parsed  # no memory limit: left out, not zeroed
     assert get(parsed, "etl_run_table_version", table="s3://bucket/wh/lineitem") == 7
     assert get(parsed, "etl_run_commit_attempts") == 2
     assert [get(parsed, "etl_run_status", status=s) for s in metrics.STATUSES] == [1, 0, 0, 0]
@@ -111,6 +123,8 @@ def test_command_line_converts_etl_run_json(tmp_path):
     out = tmp_path / "etl.prom"
     assert main([str(result), str(out)]) == 0
     assert get(samples(out.read_text()), "etl_run_rows", kind="inserted") == 100
+    assert get(samples(out.read_text()), "etl_run_peak_memory_bytes", stage="read_transform", scope="cluster") \
+        == 6 * 2**30
     assert main(["--failed", "tpch_lineitem_daily", "--exit-code", "8", str(out)]) == 0
     assert get(samples(out.read_text()), "etl_run_exit_code") == 8
 
