@@ -86,7 +86,12 @@ class CheckStats:
 
 @dataclass(frozen=True)
 class ContractStats:
-    """The contract's figures for a partition or, added up, a batch."""
+    """The contract's figures for a partition or, added up, a batch.
+
+    ``files_in`` and ``files_quarantined`` count the files of sources declared
+    ``on_malformed="quarantine"`` and those set aside whole as malformed; the
+    driver adds them (:func:`etl.io.sources.screen` found them before the read).
+    """
 
     rows_in: int = 0
     rows_good: int = 0
@@ -94,6 +99,8 @@ class ContractStats:
     checks: tuple = ()
     new_columns: tuple = ()
     missing_columns: tuple = ()
+    files_in: int = 0
+    files_quarantined: int = 0
 
     def check(self, name: str) -> CheckStats:
         return next(c for c in self.checks if c.name == name)
@@ -105,7 +112,8 @@ class ContractStats:
         return ContractStats(self.rows_in + other.rows_in, self.rows_good + other.rows_good,
                              self.rows_quarantined + other.rows_quarantined, tuple(merged.values()),
                              _union(self.new_columns, other.new_columns),
-                             _union(self.missing_columns, other.missing_columns))
+                             _union(self.missing_columns, other.missing_columns),
+                             self.files_in + other.files_in, self.files_quarantined + other.files_quarantined)
 
     @property
     def failed(self) -> list[CheckStats]:
@@ -119,7 +127,8 @@ class ContractStats:
         return {"rows_in": self.rows_in, "rows_good": self.rows_good, "rows_quarantined": self.rows_quarantined,
                 "checks": {c.name: {"column": c.column, "action": c.action, "violations": c.violations}
                            for c in self.checks},
-                "new_columns": list(self.new_columns), "missing_columns": list(self.missing_columns)}
+                "new_columns": list(self.new_columns), "missing_columns": list(self.missing_columns),
+                "files_in": self.files_in, "files_quarantined": self.files_quarantined}
 
 
 def merge_stats(stats: Iterable[ContractStats]) -> ContractStats:
@@ -257,9 +266,31 @@ def _plain(v):
 # ------------------------------------------------------------ the batch's verdict
 
 def over_budget(contract: Contract, stats: ContractStats) -> bool:
-    """True when the batch quarantined more rows than the contract's error budget allows."""
+    """True when the batch quarantined more than the contract's error budget allows.
+
+    A malformed file set aside whole is one quarantine record: against a count
+    budget (``int``) rows and files add up; against a fraction, the share of
+    rows and the share of files (of the sources declared
+    ``on_malformed="quarantine"``) must each stay within it.
+
+    Examples
+    --------
+    >>> from etl.contracts import Contract
+    >>> over_budget(Contract(error_budget=2), ContractStats(rows_in=100, rows_quarantined=1, files_quarantined=1))
+    False
+    >>> over_budget(Contract(error_budget=2), ContractStats(rows_in=100, rows_quarantined=2, files_quarantined=1))
+    True
+    >>> over_budget(Contract(error_budget=0.5), ContractStats(rows_in=10, files_in=4, files_quarantined=2))
+    False
+    >>> over_budget(Contract(error_budget=0.1), ContractStats(rows_in=10, files_in=4, files_quarantined=1))
+    True
+    """
     limit = contract.budget_limit(stats.rows_in)
-    return limit is not None and stats.rows_quarantined > limit
+    if limit is None:
+        return False
+    if isinstance(contract.error_budget, float):
+        return stats.rows_quarantined > limit or stats.files_quarantined > contract.budget_limit(stats.files_in)
+    return stats.rows_quarantined + stats.files_quarantined > limit
 
 
 def enforce(contract: Contract, stats: ContractStats) -> None:
@@ -283,11 +314,22 @@ def enforce(contract: Contract, stats: ContractStats) -> None:
         share = 100.0 * stats.rows_quarantined / max(stats.rows_in, 1)
         per_check = ", ".join(f"{c.name}: {c.violations}" for c in stats.checks
                               if c.action == QUARANTINE and c.violations)
+        files = ""
+        if stats.files_quarantined:
+            file_share = 100.0 * stats.files_quarantined / max(stats.files_in, 1)
+            files = (f" and {stats.files_quarantined} of {stats.files_in} files set aside as malformed "
+                     f"({file_share:.2f}%)")
+            per_check = ", ".join(x for x in (per_check, f"malformed_file: {stats.files_quarantined}") if x)
+        budget = (f"{contract.error_budget:.2%} of rows and of files ({limit} row(s), "
+                  f"{contract.budget_limit(stats.files_in)} file(s))"
+                  if files and isinstance(contract.error_budget, float) else
+                  f"{limit} record(s), rows and files together" if files else f"{limit} row(s)")
         raise ContractError(
-            f"contract: {stats.rows_quarantined} of {stats.rows_in} rows quarantined ({share:.2f}%), over the "
-            f"error budget of {limit} row(s) ({per_check}); nothing was committed. Inspect the quarantine "
+            f"contract: {stats.rows_quarantined} of {stats.rows_in} rows quarantined ({share:.2f}%){files}, over "
+            f"the error budget of {budget} ({per_check}); nothing was committed. Inspect the quarantine "
             "table, fix the source or the checks, or raise error_budget.", quarantined=stats.rows_quarantined,
-            rows_in=stats.rows_in, budget=limit)
+            rows_in=stats.rows_in, budget=limit, files_quarantined=stats.files_quarantined,
+            files_in=stats.files_in)
 
 
 def _union(a: tuple, b: tuple) -> tuple:

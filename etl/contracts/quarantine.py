@@ -10,6 +10,11 @@ Commit the quarantine *before* the batch's data commit, under the batch's own
 app id: if the data commit then fails, the rerun finds the quarantine already
 written and skips it; the reverse order could lose the rows on a crash.
 
+A source file that does not parse, under ``on_malformed="quarantine"``, is one
+record of its own (:func:`malformed_frame`): check ``malformed_file``, the
+file's path, null row and column, the parser's error as the reason, and the
+file, format, size and error as the raw value.
+
 Examples
 --------
 >>> import tempfile, pandas as pd
@@ -30,6 +35,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -48,6 +54,7 @@ from etl.io.storage import Location
 log = logging.getLogger("etl.contracts")
 
 QUARANTINE_DIR = "_etl_quarantine"
+MALFORMED_FILE = "malformed_file"
 TXN_PREFIX = "etl:quarantine:"
 _TS = pa.timestamp("us", tz="UTC")
 QUARANTINE_SCHEMA = pa.schema([
@@ -104,6 +111,36 @@ def quarantine_table(frames: pd.DataFrame | Iterable[pd.DataFrame], *, run_id: s
         typ = QUARANTINE_SCHEMA.field(name).type
         columns[name] = pa.array(body[name].astype(object).where(body[name].notna(), None).tolist(), typ)
     return pa.Table.from_pydict({f.name: columns[f.name] for f in QUARANTINE_SCHEMA}, schema=QUARANTINE_SCHEMA)
+
+
+def malformed_frame(files: Iterable) -> pd.DataFrame:
+    """One quarantine row per source file set aside whole, for :func:`quarantine_table`.
+
+    Parameters
+    ----------
+    files : iterable of etl.io.sources.MalformedFile
+        Anything with ``shown`` (the path without credentials), ``format``,
+        ``size``, ``error`` and ``message`` (already masked).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as F
+    >>> f = malformed_frame([F(shown="/in/a.csv", format="csv", size=10, error="ParserError", message="EOF")])
+    >>> f[["source_file", "check", "reason"]].values.tolist()
+    [['/in/a.csv', 'malformed_file', 'malformed csv file: ParserError: EOF']]
+    >>> bool(f["row"].isna().all()), json.loads(f["raw"][0])["bytes"]
+    (True, 10)
+    """
+    files = list(files)
+    return pd.DataFrame({
+        "source_file": pd.Series([f.shown for f in files], dtype="string"),
+        "row": pd.Series([None] * len(files), dtype="Int64"),
+        "check": pd.Series([MALFORMED_FILE] * len(files), dtype="string"),
+        "column": pd.Series([None] * len(files), dtype="string"),
+        "reason": pd.Series([f"malformed {f.format} file: {f.error}: {f.message}" for f in files], dtype="string"),
+        "raw": pd.Series([json.dumps({"file": f.shown, "format": f.format, "bytes": int(f.size), "error": f.error,
+                                      "message": f.message}, ensure_ascii=False) for f in files], dtype="string"),
+    }, columns=list(QUARANTINE_COLUMNS))
 
 
 def write_quarantine(url: str, table: pa.Table, app_id: str, storage_options: Mapping | None = None, *,

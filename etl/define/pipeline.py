@@ -82,6 +82,11 @@ class Pipeline:
         _check_target_columns(self)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise ConfigError(f"pipeline {self.name!r}: retry= must be a RetryPolicy, found {self.retry!r}.")
+        if self.contract is None and any(s.on_malformed == "quarantine" for s in self.sources.values()):
+            from etl.contracts.contract import Contract
+
+            # malformed files take the contract's quarantine path; no row checks, no error budget
+            object.__setattr__(self, "contract", Contract(error_budget=None))
         if self.contract is not None:
             self.contract.validate(self.schema.names)
 
@@ -126,7 +131,9 @@ def pipeline(
         One line for ``etl list``; defaults to the function's docstring.
     contract : etl.contracts.Contract, optional
         Checks on the output rows, each failing the batch, quarantining the row or warning,
-        with an error budget per batch.
+        with an error budget per batch. A pipeline with a source declared
+        ``on_malformed="quarantine"`` and no contract gets ``Contract(error_budget=None)``:
+        no row checks and no budget, so that its malformed files reach the quarantine.
     retry : RetryPolicy, optional
         This pipeline's retries of transient failures: of each source file read (inside its
         Dask task) and, in a backfill, of each batch and its commit. Default: the environment's

@@ -12,6 +12,8 @@ Examples
 (True, 'parquet')
 >>> Source.delta("{warehouse}/lineitem", version=3).version
 3
+>>> Source.csv("{warehouse}/raw/events/*.csv", on_malformed="quarantine").on_malformed
+'quarantine'
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Mapping
 from etl.errors import ConfigError
 
 FORMATS = ("parquet", "csv", "json", "delta")
+ON_MALFORMED = ("fail", "quarantine")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,15 @@ class Source:
     storage_options : mapping, optional
         Options for the store (endpoint, region ...). Credentials belong in the
         environment; whatever is given here is never logged or committed.
+    on_malformed : {"fail", "quarantine"}
+        What a file that cannot be parsed (truncated Parquet, broken CSV or
+        JSON lines) does to its batch. ``"fail"`` (default): the batch fails
+        naming the file and commits nothing. ``"quarantine"``: the file is set
+        aside whole, contributing no rows, with one record in the quarantine
+        table (check ``malformed_file``), committed with the batch's good rows.
+        Every file is then read twice (a parallel check before the read), so
+        opt in only where a bad file should not stop the batch. Parquet, CSV
+        and JSON sources only.
     """
 
     url: str
@@ -51,10 +63,17 @@ class Source:
     version: int | None = None
     read_options: Mapping[str, Any] = field(default_factory=dict)
     storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
+    on_malformed: str = "fail"
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"source {self.url!r}: unknown format {self.format!r}; expected one of {FORMATS}.")
+        if self.on_malformed not in ON_MALFORMED:
+            raise ConfigError(f"source {self.url!r}: on_malformed={self.on_malformed!r}; expected one of "
+                              f"{ON_MALFORMED}.", value=self.on_malformed)
+        if self.on_malformed == "quarantine" and self.format == "delta":
+            raise ConfigError(f"source {self.url!r}: on_malformed='quarantine' applies to Parquet, CSV and JSON "
+                              "sources; a Delta table's files are committed data and are never set aside.")
         if self.version is not None and self.format != "delta":
             raise ConfigError(f"source {self.url!r}: version= applies to Delta sources only.")
         if self.version is not None and (not isinstance(self.version, int) or self.version < 0):

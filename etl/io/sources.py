@@ -148,7 +148,8 @@ def resolve(name: str, src: Source, warehouse: str, dates: tuple = ()) -> Resolv
     url = fill(src.url, warehouse, dates[0] if (src.partitioned_by_path and dates) else None)
     common = dict(name=name, url=url, format=src.format, date_column=src.date_column,
                   dates=dates if (src.date_column or src.partitioned_by_path) else (),
-                  read_options=dict(src.read_options), storage_options=src.storage_options)
+                  read_options=dict(src.read_options), storage_options=src.storage_options,
+                  on_malformed=src.on_malformed)
     if src.format == "delta":
         return _resolve_delta(src, url, common)
     loc = Location(url, src.storage_options)

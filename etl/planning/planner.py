@@ -63,7 +63,7 @@ class Plan:
     pipeline: Pipeline
     dates: tuple
     warehouse: str
-    sources: dict  # name -> ResolvedSource
+    sources: dict  # name -> ResolvedSource; build_output replaces on_malformed="quarantine" ones, screened
     target: Location
     params: dict = field(default_factory=dict)
     touched_partitions: list | None = None

@@ -35,10 +35,13 @@ log = logging.getLogger("etl.run")
 
 
 def build_output(plan: Plan, run_id: str = ""):
-    """The transform's output as a lazy Dask DataFrame (nothing computed).
+    """The transform's output as a lazy Dask DataFrame (nothing computed but the malformed-file check).
 
-    Source files are read with the pipeline's retry policy. Under a data contract, source rows
-    carry their file and row position, for the quarantine.
+    Sources declared ``on_malformed="quarantine"`` are screened first (:func:`etl.io.sources.screen`,
+    one parallel pass that reads every file): ``plan.sources`` then holds them screened (same files
+    and batch identity, plus the malformed files, which the read skips and the quarantine records).
+    Source files are read with the pipeline's retry policy. Under a data contract with row checks,
+    source rows carry their file and row position, for the quarantine.
     """
     import inspect
 
@@ -46,7 +49,8 @@ def build_output(plan: Plan, run_id: str = ""):
 
     p = plan.pipeline
     policy = effective(None, p.retry)
-    provenance = p.contract is not None
+    plan.sources.update(io_sources.screen(plan.sources, policy))
+    provenance = p.contract is not None and bool(p.contract.checks)
     frames = {name: io_sources.read(rs, provenance=provenance, policy=policy) for name, rs in plan.sources.items()}
     kwargs: dict[str, Any] = dict(frames)
     if "ctx" in inspect.signature(p.transform).parameters:
@@ -236,25 +240,32 @@ def _under_contract(plan: Plan, output, run_id: str, app_id: str, schema):
     """Check the contract on the workers, enforce it on the driver, then commit the quarantine.
 
     The quarantine is committed before the data, under a transaction derived from
-    the batch's: a rerun skips it, and a crash between the two loses no row.
+    the batch's: a rerun skips it, and a crash between the two loses no row. Malformed
+    source files (screened by :func:`build_output`) are one quarantine record each, count
+    against the error budget, and are counted in the returned number of records quarantined.
     """
     import dask
     from datetime import datetime, timezone
 
-    from etl.contracts import enforce, merge_stats, quarantine_table, quarantine_url, write_quarantine
+    from etl.contracts import ContractStats, enforce, merge_stats, quarantine_table, quarantine_url, write_quarantine
+    from etl.contracts.quarantine import malformed_frame
     from etl.run.stage import checked
 
     p = plan.pipeline
+    screened = [rs for rs in plan.sources.values() if rs.malformed is not None]
+    malformed = [m for rs in screened for m in rs.malformed]
     data, q_parts, s_parts = checked(output, p.contract, schema, p.target.delete_when, p.target.keys)
-    stats = merge_stats(dask.compute(*s_parts))
+    files = ContractStats(files_in=sum(len(rs.files) for rs in screened), files_quarantined=len(malformed))
+    stats = merge_stats([*dask.compute(*s_parts), files])
     enforce(p.contract, stats)
     for c in stats.warned:
         log.warning("contract check %s warned on %d row(s) of batch %s", c.name, c.violations, plan.batch)
-    if stats.rows_quarantined:
-        table = quarantine_table(list(dask.compute(*q_parts)), run_id=run_id, pipeline=p.name, batch=plan.batch,
-                                 at=datetime.now(timezone.utc))
+    if stats.rows_quarantined or malformed:
+        rows = list(dask.compute(*q_parts)) if stats.rows_quarantined else []
+        table = quarantine_table([*rows, malformed_frame(malformed)], run_id=run_id, pipeline=p.name,
+                                 batch=plan.batch, at=datetime.now(timezone.utc))
         write_quarantine(quarantine_url(plan.warehouse), table, app_id, p.target.storage_options)
-    return data, stats.rows_quarantined
+    return data, stats.rows_quarantined + stats.files_quarantined
 
 
 def _persisted(frame):
