@@ -97,13 +97,14 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
     buf = io.BytesIO()
     pq.write_table(data, buf, compression="snappy", use_dictionary=dictionary_columns(data))
     payload = buf.getvalue()
+    stats = file_stats(data, pq.read_metadata(io.BytesIO(payload)))
     fs = root.fs
     target = f"{root.path}/{rel}"
     if folder:
         fs.makedirs(f"{root.path}/{folder}", exist_ok=True)
     fs.pipe_file(target, payload)
     return {"path": rel, "size": len(payload), "partition_values": json.dumps(dict(partition_values)),
-            "modification_time": int(time.time() * 1000), "stats": json.dumps(file_stats(data)),
+            "modification_time": int(time.time() * 1000), "stats": json.dumps(stats),
             "num_records": data.num_rows}
 
 
@@ -121,25 +122,68 @@ def dictionary_columns(table: pa.Table, sample: int = 4096) -> list[str]:
     return out
 
 
-def file_stats(table: pa.Table) -> dict:
-    """Delta statistics (numRecords, min, max, nullCount) for the columns where they are exact."""
+def _exact_stats_type(typ: pa.DataType) -> bool:
+    return pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_string(typ) or pa.types.is_date32(typ)
+
+
+def file_stats(table: pa.Table, metadata: pq.FileMetaData | None = None) -> dict:
+    """Delta statistics (numRecords, min, max, nullCount) for the columns where they are exact.
+
+    With the Parquet footer of the written file, min and max come from its
+    column chunk statistics (no pass over the data); otherwise they are computed.
+    Floating columns holding NaN get no min/max (Parquet statistics skip NaN);
+    strings longer than 32 characters get none either.
+
+    Examples
+    --------
+    >>> t = pa.table({"k": [3, 1, None], "s": ["b", "a", "c"]})
+    >>> file_stats(t)["minValues"], file_stats(t)["nullCount"]
+    ({'k': 1, 's': 'a'}, {'k': 1, 's': 0})
+    """
     mins, maxs, nulls = {}, {}, {}
+    chunk_stats = _footer_stats(metadata, table.column_names) if metadata is not None else {}
     for name, col in zip(table.column_names, table.columns):
         nulls[name] = col.null_count
         typ = col.type
-        if col.null_count == len(col) or not (pa.types.is_integer(typ) or pa.types.is_floating(typ)
-                                                or pa.types.is_string(typ) or pa.types.is_date32(typ)):
+        if col.null_count == len(col) or not _exact_stats_type(typ):
             continue
         if pa.types.is_floating(typ) and pc.any(pc.is_nan(col)).as_py():
             continue
-        mm = pc.min_max(col).as_py()
-        lo, hi = mm["min"], mm["max"]
+        if name in chunk_stats:
+            lo, hi = chunk_stats[name]
+        else:
+            mm = pc.min_max(col).as_py()
+            lo, hi = mm["min"], mm["max"]
+        if lo is None or hi is None:
+            continue
         if pa.types.is_string(typ) and (len(lo) > 32 or len(hi) > 32):
             continue
         if pa.types.is_date32(typ):
             lo, hi = lo.isoformat(), hi.isoformat()
         mins[name], maxs[name] = lo, hi
     return {"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
+
+
+def _footer_stats(metadata: pq.FileMetaData, names: list[str]) -> dict:
+    """Per column, (min, max) over all row groups of a Parquet footer; columns lacking them are left out."""
+    out: dict = {}
+    missing: set = set()
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            name = chunk.path_in_schema
+            st = chunk.statistics
+            if name in missing or name not in names:
+                continue
+            if st is None or not st.has_min_max:
+                if st is None or st.null_count != chunk.num_values:  # all-null chunks have no min/max
+                    missing.add(name)
+                    out.pop(name, None)
+                continue
+            lo, hi = out.get(name, (st.min, st.max))
+            out[name] = (min(lo, st.min), max(hi, st.max))
+    return out
 
 
 def read_file(root: Location, ref: FileRef, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
@@ -152,7 +196,7 @@ def read_file(root: Location, ref: FileRef, schema: pa.Schema, columns: list[str
     for name in wanted:
         field = schema.field(name)
         if name in parts:
-            arr = pa.array([parts[name]] * table.num_rows, pa.string())
+            arr = pa.repeat(pa.scalar(parts[name], pa.string()), table.num_rows)
             arrays.append(arr if field.type == pa.string() else arr.cast(field.type))
         elif name in table.column_names:
             col = table.column(name)

@@ -40,10 +40,13 @@ def code_version(module_file: str | None) -> str:
 
 def commit_metadata(*, run_id: str, pipeline: str, batch: str, app_id: str, params: dict,
                     sources: list[dict], counts: dict, module_file: str | None,
-                    operation: str, fingerprint: str | None = None) -> dict[str, str]:
+                    operation: str, fingerprint: str | None = None,
+                    fingerprint_delta: int | None = None) -> dict[str, str]:
     """The ``custom_metadata`` of a data commit (flat keys, string values).
 
-    ``fingerprint`` is the batch's content fingerprint (see :func:`etl.kernels.fingerprint`).
+    ``fingerprint`` is the batch's content fingerprint (see :func:`etl.kernels.fingerprint`);
+    ``fingerprint_delta`` is how the commit changes the table's content fingerprint
+    (rows added minus rows removed, mod 2**64), which ``etl verify`` adds up.
     """
     from etl import __version__
 
@@ -59,6 +62,8 @@ def commit_metadata(*, run_id: str, pipeline: str, batch: str, app_id: str, para
         f"{PREFIX}sources": json.dumps(sources, sort_keys=True),
         f"{PREFIX}rows": json.dumps(counts, sort_keys=True),
         **({f"{PREFIX}fingerprint": fingerprint} if fingerprint else {}),
+        **({f"{PREFIX}fingerprint_delta": f"{fingerprint_delta % (1 << 64):016x}"}
+           if fingerprint_delta is not None else {}),
     }
 
 

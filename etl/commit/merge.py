@@ -22,8 +22,9 @@ from etl.define.schema import to_pandas
 
 from etl.commit.files import FileRef, partition_string, read_file, to_arrow, write_file
 from etl.commit.keys import resolve_duplicates
-from etl.commit.validate import DELETE_COL, HASH_COL
+from etl.commit.validate import DELETE_COL, HASH_COL, ROW_HASH_COL
 from etl.io.storage import Location
+from etl.kernels import hash_table
 
 COUNTS = ("rows_in", "duplicates_dropped", "inserted", "updated", "deleted", "unchanged",
           "delete_not_found", "stale", "files_added", "files_removed")
@@ -43,14 +44,39 @@ class MergeSpec:
 
 @dataclass
 class GroupResult:
+    """What one merge task staged: add and remove actions, counts, and the table's fingerprint delta.
+
+    ``fingerprint`` is how the task changes the table's content fingerprint: the
+    row hashes (:func:`etl.kernels.hash_rows` over the schema's columns) of the
+    rows it writes minus those of the rows it replaces or deletes, mod 2**64.
+    Rows a rewrite copies unchanged cancel out, so only changed rows are hashed.
+    """
+
     adds: list = field(default_factory=list)
     removes: list = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    fingerprint: int = 0
 
     def extend(self, other: "GroupResult") -> None:
         self.adds += other.adds
         self.removes += other.removes
         self.counts.update(other.counts)
+        self.fingerprint = (self.fingerprint + other.fingerprint) % _MOD
+
+
+_MOD = 1 << 64
+
+
+def row_hashes(rows: pd.DataFrame, schema: pa.Schema) -> np.ndarray:
+    """The row hashes of conformed rows: taken at conform time, or computed from their Arrow form."""
+    if ROW_HASH_COL in rows:
+        return rows[ROW_HASH_COL].to_numpy(np.uint64)
+    return hash_table(to_arrow(rows, schema), schema.names)
+
+
+def row_hash_sum(rows: pd.DataFrame, schema: pa.Schema) -> int:
+    """Sum of :func:`row_hashes`, mod 2**64."""
+    return int(np.add.reduce(row_hashes(rows, schema), dtype=np.uint64)) if len(rows) else 0
 
 
 def _same(a, b) -> np.ndarray:
@@ -86,10 +112,10 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     """Merge the source rows of one group into ``files`` (possibly none).
 
     ``source`` holds the schema columns plus the boolean ``_etl_delete`` column.
-    The table's files stay in Arrow; only the rows that match a source key are
-    compared in pandas.
+    The table's files and the source stay in Arrow; matched rows are compared
+    by row hash first and exactly only where the hashes agree.
     """
-    keys = list(spec.keys)
+    keys, names = list(spec.keys), spec.schema.names
     res = GroupResult()
     res.counts["rows_in"] += len(source)
     source, dropped = resolve_duplicates(source.reset_index(drop=True), keys, spec.order_by,
@@ -97,11 +123,14 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     res.counts["duplicates_dropped"] += dropped
     source = source.reset_index(drop=True)
     deletes = source[DELETE_COL].to_numpy(bool) if DELETE_COL in source else np.zeros(len(source), bool)
+    src = to_arrow(source, spec.schema)
+    src_hash = row_hashes(source, spec.schema)
     tables = [read_file(spec.root, ref, spec.schema) for ref in files]
     if not tables or sum(t.num_rows for t in tables) == 0:
         res.counts["delete_not_found"] += int(deletes.sum())
         res.counts["inserted"] += int((~deletes).sum())
-        res.adds += write_rows(spec, source.loc[~deletes, spec.schema.names])
+        res.adds += write_rows(spec, src.filter(pa.array(~deletes)))
+        res.fingerprint = int(np.add.reduce(src_hash[~deletes], dtype=np.uint64))
         res.counts["files_added"] += len(res.adds)
         return res
     target = pa.concat_tables(tables)
@@ -109,14 +138,12 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     pairs = to_pandas(target.select(keys)).assign(_t=np.arange(target.num_rows)).merge(
         source[keys].assign(_s=np.arange(len(source))), on=keys, how="inner")
     t_pos, s_pos = pairs["_t"].to_numpy(), pairs["_s"].to_numpy()
-    old_arrow = target.take(pa.array(t_pos, pa.int64()))
-    new = source.iloc[s_pos].reset_index(drop=True)
-    new_arrow = to_arrow(new, spec.schema).cast(old_arrow.schema)
-    stale = _older(new, to_pandas(old_arrow.select([spec.order_by])) if spec.order_by else None, spec.order_by)
+    old = target.take(pa.array(t_pos, pa.int64()))
+    new = src.take(pa.array(s_pos, pa.int64())).cast(old.schema)
+    stale = _older(new, old, spec.order_by)
     is_del = deletes[s_pos] & ~stale
-    same = np.ones(len(pairs), bool)
-    for col in spec.schema.names:
-        same &= _same(old_arrow.column(col), new_arrow.column(col))
+    old_hash, new_hash = hash_table(old, names), src_hash[s_pos]
+    same = _same_rows(old, new, old_hash == new_hash)
     changed = ~is_del & ~same & ~stale
     matched_src = np.zeros(len(source), bool)
     matched_src[s_pos] = True
@@ -128,26 +155,42 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     gone[t_pos[is_del | changed]] = True
     touched = np.unique(file_of[gone])
     kept = target.filter(pa.array(np.isin(file_of, touched) & ~gone))
-    fresh = source.iloc[np.concatenate([s_pos[changed], np.flatnonzero(inserts)])]
-    out = pa.concat_tables([kept, to_arrow(fresh, spec.schema).cast(kept.schema)])
+    out = pa.concat_tables([kept, new.filter(pa.array(changed)), src.filter(pa.array(inserts)).cast(kept.schema)])
     res.adds += write_rows(spec, out)
     res.removes += [_remove(files[i]) for i in touched.tolist()]
+    res.fingerprint = (int(np.add.reduce(new_hash[changed], dtype=np.uint64))
+                       + int(np.add.reduce(src_hash[inserts], dtype=np.uint64))
+                       - int(np.add.reduce(old_hash[is_del | changed], dtype=np.uint64))) % _MOD
     res.counts.update(files_added=len(res.adds), files_removed=len(res.removes))
     return res
 
 
-def _older(new: pd.DataFrame, old: pd.DataFrame, order_by: str | None) -> np.ndarray:
+def _same_rows(old: pa.Table, new: pa.Table, same_hash: np.ndarray) -> np.ndarray:
+    """Which aligned rows are equal: rows whose hashes differ are not; the others are compared exactly."""
+    same = same_hash.copy()
+    idx = np.flatnonzero(same_hash)
+    if len(idx):
+        take = pa.array(idx, pa.int64())
+        a, b = old.take(take), new.take(take)
+        exact = np.ones(len(idx), bool)
+        for col in a.column_names:
+            exact &= _same(a.column(col), b.column(col))
+        same[idx] = exact
+    return same
+
+
+def _older(new: pa.Table, old: pa.Table, order_by: str | None) -> np.ndarray:
     """Source rows older than the table's row for the same key by ``order_by`` (rows aligned).
 
     Latest wins against the table too, so the table does not depend on the
     order batches commit in. A null order is older than any value; on equal
     values the source wins.
     """
-    if order_by is None or not len(new):
-        return np.zeros(len(new), bool)
-    s, t = new[order_by], old[order_by]
-    older = (s < t).fillna(False).to_numpy(bool)
-    return older | (s.isna() & t.notna()).to_numpy(bool)
+    if order_by is None or not new.num_rows:
+        return np.zeros(new.num_rows, bool)
+    s, t = new.column(order_by), old.column(order_by)
+    older = pc.fill_null(pc.less(s, t), False)
+    return pc.or_(older, pc.and_(pc.is_null(s), pc.is_valid(t))).to_numpy(zero_copy_only=False)
 
 
 def _remove(ref: FileRef) -> dict:

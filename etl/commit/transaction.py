@@ -38,7 +38,7 @@ log = logging.getLogger("etl.commit")
 
 @dataclass
 class Staged:
-    """Files a run staged for one commit, and what they depend on.
+    """Files a run staged for one commit, what they depend on, and how they change the table's content.
 
     ``depends_on(file_ref, stats)`` says whether a file added concurrently could
     change this work (e.g. it may hold one of the batch's keys).
@@ -50,6 +50,10 @@ class Staged:
     counts: dict = field(default_factory=dict)
     depends_on: Callable[[object, dict], bool] = lambda ref, stats: False
     timings: dict = field(default_factory=dict)
+    #: How committing changes the table's content fingerprint (rows added minus rows removed, mod 2**64).
+    fingerprint: int | None = None
+    #: The rows added alone (an overwrite's replan recounts only what it removes).
+    added_fingerprint: int = 0
 
     def invalidated_by(self, now: Snapshot) -> bool:
         if now.version == self.snapshot.version:
@@ -110,6 +114,18 @@ def version_with_txn(root: Location, dt: DeltaTable, app_id: str, depth: int = 5
             if app_id in line and json.loads(line).get("txn", {}).get("appId") == app_id:
                 return version
     return dt.version()
+
+
+def commit_info(root: Location, version: int) -> dict:
+    """The ``commitInfo`` of one table version, with etl's lineage at its top level ({} if unreadable)."""
+    try:
+        text = root.fs.cat_file(f"{root.path}/_delta_log/{version:020d}.json").decode()
+    except (FileNotFoundError, OSError):
+        return {}
+    for line in text.splitlines():
+        if '"commitInfo"' in line:
+            return json.loads(line).get("commitInfo", {})
+    return {}
 
 
 def commit(root: Location, schema: pa.Schema, partition_by: list[str], app_id: str,

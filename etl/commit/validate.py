@@ -14,6 +14,8 @@ from etl.errors import SchemaError
 
 DELETE_COL = "_etl_delete"
 HASH_COL = "_etl_hash"
+#: Each conformed row's content hash (:func:`etl.kernels.hash_table` over the schema's columns).
+ROW_HASH_COL = "_etl_row_hash"
 
 
 def _compatible(found: pa.DataType, expected: pa.DataType) -> bool:

@@ -121,10 +121,30 @@ def _mapper(t: pa.DataType):
     return None
 
 
-def to_pandas(table: pa.Table):
+def _exact_mapper(t: pa.DataType):
+    import pandas as pd
+
+    if pa.types.is_integer(t):
+        name = str(t)
+        return pd.api.types.pandas_dtype("UInt" + name[4:] if name.startswith("uint") else "Int" + name[3:])
+    if pa.types.is_boolean(t):
+        return pd.BooleanDtype()
+    return _mapper(t)
+
+
+def to_pandas(table: pa.Table, exact: bool = False):
     """Arrow to pandas the way every ``etl`` frame is built: dates stay dates.
 
     Plain ``to_pandas`` turns ``date32`` into Python objects, which Dask then
-    converts to strings; ``etl`` keeps them as ``date32[pyarrow]``.
+    converts to strings; ``etl`` keeps them as ``date32[pyarrow]``. With
+    ``exact``, integers and booleans become pandas' nullable types, so a column
+    with nulls keeps every value (plain conversion makes such integers float64,
+    which rounds values beyond 2**53): used for the rows the framework writes.
+
+    Examples
+    --------
+    >>> t = pa.table({"k": pa.array([2**53 + 1, None], pa.int64())})
+    >>> to_pandas(t)["k"].dtype.name, to_pandas(t, exact=True)["k"].tolist()[0] == 2**53 + 1
+    ('float64', True)
     """
-    return table.to_pandas(types_mapper=_mapper)
+    return table.to_pandas(types_mapper=_exact_mapper if exact else _mapper)

@@ -24,6 +24,7 @@ from etl.kernels._numba import cache_dir, compile_counts  # first: sets NUMBA_CA
 from etl.kernels._columns import to_numpy
 from etl.kernels._outputs import from_numpy
 from etl.kernels._hashing import fingerprint, fingerprint_hex, hash_rows
+from etl.kernels._arrow_hash import fingerprint_table, hash_table
 from etl.kernels._keys import duplicate_keys, latest_per_key, match_keys
 from etl.kernels._kernel import Kernel, kernel, warm_up
 from etl.kernels.library import LIBRARY_KERNELS, dedup_latest, rolling_agg, running_agg, sessionize
@@ -37,8 +38,10 @@ __all__ = [
     "duplicate_keys",
     "fingerprint",
     "fingerprint_hex",
+    "fingerprint_table",
     "from_numpy",
     "hash_rows",
+    "hash_table",
     "kernel",
     "latest_per_key",
     "match_keys",

@@ -8,13 +8,12 @@ Examples
 --------
 >>> import tempfile, pyarrow as pa
 >>> from deltalake import write_deltalake
->>> from etl.kernels import fingerprint
->>> from etl.define.schema import to_pandas
+>>> from etl.kernels import fingerprint_table
 >>> url = tempfile.mkdtemp()
 >>> data = pa.table({"k": [1, 2, 3], "v": ["a", "b", "c"]})
 >>> write_deltalake(url, data)
 >>> facts = read_table_facts(url, columns=["k", "v"])
->>> facts.version, facts.fingerprint == fingerprint(to_pandas(data), ["k", "v"])
+>>> facts.version, facts.fingerprint == fingerprint_table(data, ["k", "v"])
 (0, True)
 """
 
@@ -23,11 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from etl.define.schema import to_pandas
 from etl.errors import SourceError
 from etl.io.storage import Location
 
@@ -65,10 +62,9 @@ def read_table_facts(url: str, columns: list[str] | None = None,
 
 
 def _fingerprint(dt: DeltaTable, columns: list[str]) -> int:
-    from etl.kernels import fingerprint
+    from etl.kernels import fingerprint_table
 
     total = 0
     for batch in dt.to_pyarrow_dataset().to_batches(columns=columns):
-        if batch.num_rows:
-            total += fingerprint(to_pandas(pa.Table.from_batches([batch])), columns)
+        total += fingerprint_table(batch, columns)
     return total % 2 ** 64

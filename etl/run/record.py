@@ -88,7 +88,7 @@ class RunRecorder:
         except Exception as err:  # never hide the run's own error behind the ledger's
             log.warning("could not record the failure of %s in the ledger: %s", self.run_id, err)
 
-    def already_committed(self, version: int) -> None:
+    def already_committed(self, version: int, fingerprint: str | None = None) -> None:
         """A rerun found its batch committed: make sure the ledger says so too (repairs a lost record)."""
         state = self.ledger.state(self.pipeline, self.batch)
         if state is not None and state.state == "succeeded" and state.app_id == self.app_id:
@@ -96,7 +96,8 @@ class RunRecorder:
         try:
             self.ledger.record_all([
                 Event.started(self.pipeline, self.batch, self.run_id, takeover=True, **self._kw()),
-                Event.succeeded(self.pipeline, self.batch, self.run_id, version=version, **self._kw())])
+                Event.succeeded(self.pipeline, self.batch, self.run_id, version=version, fingerprint=fingerprint,
+                                **self._kw())])
         except TransitionError as exc:
             log.warning("ledger not repaired for %s: %s", self.batch, exc)
 

@@ -42,6 +42,8 @@ class RunResult:
     stale: int = 0
     quarantined: int = 0
     fingerprint: str | None = None
+    #: How the commit changed the table's content fingerprint (16 hex digits), what ``etl verify`` adds up.
+    fingerprint_delta: str | None = None
     files_added: int = 0
     files_removed: int = 0
     attempts: int = 0

@@ -16,7 +16,7 @@ from etl.commit import cleanup
 from etl.commit.lineage import commit_metadata, new_run_id
 from etl.commit.merge import MergeSpec
 from etl.commit.table import ensure_table, open_table, snapshot
-from etl.commit.transaction import Outcome, commit, version_with_txn
+from etl.commit.transaction import Outcome, commit, commit_info, version_with_txn
 from etl.define.pipeline import Pipeline
 from etl.define.registry import load
 from etl.errors import ClusterError, ConfigError, EtlError, SourceError
@@ -29,7 +29,7 @@ from etl.policy.retry import RetryPolicy
 from etl.run.cluster import connect, ship_code, warm_kernels
 from etl.run.record import RunRecorder
 from etl.run.result import RunResult
-from etl.run.stage import MergeStager, batch_fingerprint, conformed, replan_overwrite, stage_append
+from etl.run.stage import MergeStager, batch_fingerprint, conformed, overwrite_replanner, stage_append
 
 log = logging.getLogger("etl.run")
 
@@ -118,8 +118,9 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         except BaseException as exc:
             recorder.failed(exc)
             raise
-        recorder.succeeded(result.ledger_rows(), result.version if result.files_added or result.files_removed
-                           else None)
+        committed = result.files_added or result.files_removed
+        recorder.succeeded(result.ledger_rows(), result.version if committed else None,
+                           fingerprint=result.fingerprint_delta if committed else None)
         return result
 
 
@@ -157,7 +158,8 @@ def _already_committed(plan: Plan, run_id: str, force: bool, t0: float) -> RunRe
         return None
     log.info("batch %s of %s already committed (%s); nothing to do", plan.batch, plan.pipeline.name, app_id)
     version = version_with_txn(plan.target, existing, app_id)
-    RunRecorder(plan, run_id, app_id).already_committed(version)
+    delta = commit_info(plan.target, version).get("etl.fingerprint_delta")
+    RunRecorder(plan, run_id, app_id).already_committed(version, fingerprint=delta)
     return RunResult(plan.pipeline.name, run_id, plan.batch, str(plan.target), "skipped", version, app_id,
                      wall_seconds=time.perf_counter() - t0)
 
@@ -191,6 +193,7 @@ def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0
         unchanged=counts.get("unchanged", 0), duplicates_dropped=counts.get("duplicates_dropped", 0),
         stale=counts.get("stale", 0), quarantined=stages.get("quarantined", 0),
         fingerprint=stages.get("fingerprint"),
+        fingerprint_delta=_hex(outcome.staged.fingerprint) if outcome.committed and outcome.staged else None,
         files_added=counts.get("files_added", 0), files_removed=counts.get("files_removed", 0),
         attempts=outcome.attempts, recomputed=outcome.recomputed, wall_seconds=time.perf_counter() - t0,
         stages=stages)
@@ -209,7 +212,7 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
             data, stages["quarantined"] = _under_contract(plan, output, run_id, app_id, schema)
     stages["read_transform_seconds"] = round(time.perf_counter() - ts, 3)
     with memory.stage("stage"):
-        stages["fingerprint"] = batch_fingerprint(data, schema.names)
+        stages["fingerprint"] = batch_fingerprint(data)
         spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id)
         snap = snapshot(dt, list(target.keys))
         if target.mode == "merge":
@@ -217,14 +220,15 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
             staged, replan = stager.stage(snap), stager.replan
         else:
             staged = stage_append(data, spec, snap, overwrite=target.mode == "overwrite")
-            replan = replan_overwrite if target.mode == "overwrite" else (lambda s, now: s)
+            replan = overwrite_replanner(spec) if target.mode == "overwrite" else (lambda s, now: s)
     stages.update(staged.timings)
     stages["stage_seconds"] = round(time.perf_counter() - ts, 3)
     def metadata(final) -> dict:  # built from what is finally committed (a conflict may redo the work)
         return commit_metadata(run_id=run_id, pipeline=p.name, batch=plan.batch, app_id=app_id,
                                params=plan.params, sources=[s.describe() for s in plan.sources.values()],
                                counts=dict(final.counts), module_file=p.module_file,
-                               operation=target.mode.upper(), fingerprint=stages["fingerprint"])
+                               operation=target.mode.upper(), fingerprint=stages["fingerprint"],
+                               fingerprint_delta=final.fingerprint)
 
     tc = time.perf_counter()
     with memory.stage("commit"):
@@ -281,6 +285,10 @@ def _persisted(frame):
     except ImportError:
         pass
     return frame
+
+
+def _hex(value: int | None) -> str | None:
+    return None if value is None else f"{value % (1 << 64):016x}"
 
 
 def _rows_read(plan: Plan) -> int | None:

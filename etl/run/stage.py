@@ -33,11 +33,11 @@ from etl.define.schema import to_pandas
 
 from etl.commit.files import FileRef, partition_string, read_file
 from etl.commit.keys import hash_keys, resolve_duplicates
-from etl.kernels import fingerprint, match_keys
-from etl.commit.merge import COUNTS, GroupResult, MergeSpec, merge_group, write_rows
+from etl.kernels import fingerprint_table, hash_table, match_keys
+from etl.commit.merge import COUNTS, GroupResult, MergeSpec, merge_group, row_hash_sum, write_rows
 from etl.commit.table import Snapshot
 from etl.commit.transaction import Staged, discard
-from etl.commit.validate import DELETE_COL, HASH_COL, conform
+from etl.commit.validate import DELETE_COL, HASH_COL, ROW_HASH_COL, conform
 
 GROUP_COL = "_etl_group"
 SMALL_SHUFFLE_ROWS = 2_000_000
@@ -53,17 +53,24 @@ ACTION_META = pd.DataFrame({"kind": pd.Series([], dtype=object), "path": pd.Seri
 
 def _conform_partition(df: pd.DataFrame, schema: pa.Schema, delete_when: str | None,
                        keys: tuple) -> pd.DataFrame:
-    out = to_pandas(conform(df, schema, delete_when=delete_when))
+    table = conform(df, schema, delete_when=delete_when)
+    out = to_pandas(table, exact=True)
+    out[ROW_HASH_COL] = hash_table(table, schema.names)
     if keys:
         out[HASH_COL] = hash_keys(out, list(keys))
     return out
 
 
 def conformed(out: dd.DataFrame, schema: pa.Schema, delete_when: str | None, keys: tuple) -> dd.DataFrame:
-    """The transform's output checked against ``schema``, with key hashes for MERGE."""
-    meta = to_pandas(schema.empty_table())
+    """The transform's output checked against ``schema``, with row hashes, and key hashes for MERGE.
+
+    Integers and booleans are pandas' nullable types here, so that no value
+    changes on its way to the files (see :func:`etl.define.schema.to_pandas`).
+    """
+    meta = to_pandas(schema.empty_table(), exact=True)
     if delete_when:
         meta[DELETE_COL] = pd.Series([], dtype=bool)
+    meta[ROW_HASH_COL] = pd.Series([], dtype="uint64")
     if keys:
         meta[HASH_COL] = pd.Series([], dtype="uint64")
     return out.map_partitions(_conform_partition, schema, delete_when, tuple(keys), meta=meta,
@@ -112,18 +119,19 @@ def checked(out: dd.DataFrame, contract, schema: pa.Schema, delete_when: str | N
     return data, [t[1] for t in triples], [t[2] for t in triples]
 
 
-def _fingerprint_partition(df: pd.DataFrame, columns: list) -> pd.Series:
-    value = fingerprint(df, columns) if len(df) else 0
+def _fingerprint_partition(df: pd.DataFrame) -> pd.Series:
+    value = int(np.add.reduce(df[ROW_HASH_COL].to_numpy(np.uint64), dtype=np.uint64)) if len(df) else 0
     return pd.Series([value >> 32, value & 0xFFFFFFFF], dtype="int64")
 
 
-def batch_fingerprint(data: dd.DataFrame, columns: list) -> str:
-    """Order-independent content fingerprint of the batch: the 64-bit row hashes summed, as 16 hex digits.
+def batch_fingerprint(data: dd.DataFrame) -> str:
+    """Order-independent content fingerprint of a conformed batch: its row hashes summed, as 16 hex digits.
 
-    Computed on the workers; equal multisets of rows give equal fingerprints, so two
-    runs over the same input can be compared, and a table verified later.
+    The row hashes are :func:`etl.kernels.hash_table`'s, taken when each
+    partition was conformed; equal multisets of rows give equal fingerprints, so
+    two runs over the same input can be compared, and a table verified later.
     """
-    parts = data.map_partitions(_fingerprint_partition, list(columns), meta=pd.Series([], dtype="int64"))
+    parts = data.map_partitions(_fingerprint_partition, meta=pd.Series([], dtype="int64"))
     halves = parts.compute().to_numpy().reshape(-1, 2)
     total = (int(halves[:, 0].sum()) << 32) + int(halves[:, 1].sum())
     return f"{total % (1 << 64):016x}"
@@ -138,22 +146,27 @@ def _result_frame(res: GroupResult) -> pd.DataFrame:
               "modification_time": 0, "stats": ""} for r in res.removes]
     rows += [{"kind": "count", "path": k, "size": int(v), "partition_values": "", "modification_time": 0,
               "stats": ""} for k, v in res.counts.items()]
+    rows.append({"kind": "fingerprint", "path": "", "size": res.fingerprint >> 32,
+                 "partition_values": "", "modification_time": res.fingerprint & 0xFFFFFFFF, "stats": ""})
     return pd.DataFrame(rows, columns=ACTION_META.columns).astype(ACTION_META.dtypes.to_dict())
 
 
-def _collect(actions: pd.DataFrame) -> tuple[list, list, dict]:
+def _collect(actions: pd.DataFrame) -> tuple[list, list, dict, int]:
+    """Adds, removes, summed counts and the summed fingerprint delta of the tasks' result frames."""
     adds = actions[actions.kind == "add"].drop(columns="kind").to_dict("records")
     removes = actions[actions.kind == "remove"].drop(columns="kind").to_dict("records")
     counts = Counter({k: 0 for k in COUNTS})
     for name, value in actions.loc[actions.kind == "count", ["path", "size"]].itertuples(index=False):
         counts[name] += int(value)
-    return adds, removes, dict(counts)
+    fp = actions.loc[actions.kind == "fingerprint", ["size", "modification_time"]]
+    delta = ((int(fp["size"].sum()) << 32) + int(fp["modification_time"].sum())) % (1 << 64)
+    return adds, removes, dict(counts), delta
 
 
 # ------------------------------------------------------------------ append / overwrite
 
 def _write_partition(df: pd.DataFrame, spec: MergeSpec) -> pd.DataFrame:
-    res = GroupResult(adds=write_rows(spec, df))
+    res = GroupResult(adds=write_rows(spec, df), fingerprint=row_hash_sum(df, spec.schema))
     res.counts.update(rows_in=len(df), inserted=len(df), files_added=len(res.adds))
     return _result_frame(res)
 
@@ -161,30 +174,40 @@ def _write_partition(df: pd.DataFrame, spec: MergeSpec) -> pd.DataFrame:
 def stage_append(data: dd.DataFrame, spec: MergeSpec, snap: Snapshot, overwrite: bool) -> Staged:
     """Write every partition's rows as new files; for overwrite, remove the partitions they touch."""
     actions = data.map_partitions(_write_partition, spec, meta=ACTION_META).compute()
-    adds, _, counts = _collect(actions)
+    adds, _, counts, fingerprint = _collect(actions)
     if not overwrite:
-        return Staged(adds, [], snap, counts)
+        return Staged(adds, [], snap, counts, fingerprint=fingerprint)
     touched = {a["partition_values"] for a in adds}
-    return _overwrite_staged(adds, counts, snap, touched)
+    return _overwrite_staged(adds, counts, snap, touched, fingerprint, spec)
 
 
-def _overwrite_staged(adds: list, counts: dict, snap: Snapshot, touched: set) -> Staged:
+def _files_fingerprint(spec: MergeSpec, refs: list) -> int:
+    total = sum(fingerprint_table(read_file(spec.root, ref, spec.schema), spec.schema.names) for ref in refs)
+    return total % (1 << 64)
+
+
+def _overwrite_staged(adds: list, counts: dict, snap: Snapshot, touched: set, added: int,
+                      spec: MergeSpec) -> Staged:
     norm = {json.dumps(dict(sorted(json.loads(t).items()))) for t in touched}
 
     def in_touched(ref: FileRef, stats=None) -> bool:
         return json.dumps(dict(sorted(ref.partition_values))) in norm
 
+    gone = [r for r in snap.files.values() if in_touched(r)]
     removes = [{"path": r.path, "size": r.size, "partition_values": json.dumps(dict(r.partition_values))}
-               for r in snap.files.values() if in_touched(r)]
-    counts = {**counts, "deleted": int(sum(snap.files[r["path"]].num_records or 0 for r in removes)),
-              "files_removed": len(removes)}
-    return Staged(adds, removes, snap, counts, depends_on=in_touched)
+               for r in gone]
+    counts = {**counts, "deleted": int(sum(r.num_records or 0 for r in gone)), "files_removed": len(removes)}
+    removed = sum(dask.compute(*[dask.delayed(_files_fingerprint)(spec, c) for c in _chunks(gone, LOCATE_TASKS)]))
+    return Staged(adds, removes, snap, counts, depends_on=in_touched, fingerprint=(added - removed) % (1 << 64),
+                  added_fingerprint=added)
 
 
-def replan_overwrite(staged: Staged, now: Snapshot) -> Staged:
-    """Overwrite after a concurrent commit: same new files, removes listed again."""
-    touched = {a["partition_values"] for a in staged.adds}
-    return _overwrite_staged(staged.adds, staged.counts, now, touched)
+def overwrite_replanner(spec: MergeSpec):
+    """Overwrite after a concurrent commit: same new files, removes (and their fingerprint) listed again."""
+    def replan(staged: Staged, now: Snapshot) -> Staged:
+        touched = {a["partition_values"] for a in staged.adds}
+        return _overwrite_staged(staged.adds, staged.counts, now, touched, staged.added_fingerprint, spec)
+    return replan
 
 
 # ------------------------------------------------------------------ merge
@@ -318,12 +341,13 @@ class MergeStager:
         nparts = max(1, min(len(groups) + new_groups, max(self.data.npartitions, 8)))
         shuffled = routed.shuffle(on=GROUP_COL, npartitions=nparts, shuffle_method=_shuffle_method(self.rows))
         actions = shuffled.map_partitions(_apply, spec, group_files, meta=ACTION_META).compute()
-        adds, removes, counts = _collect(actions)
+        adds, removes, counts, fingerprint = _collect(actions)
         counts["files_scanned"] = len(candidates)
         counts["rows_in"] += self.dropped
         counts["duplicates_dropped"] += self.dropped
         timings = {"locate_seconds": round(t1 - t0, 3), "apply_seconds": round(time.perf_counter() - t1, 3)}
-        return Staged(adds, removes, snap, counts, depends_on=self.could_hold, timings=timings)
+        return Staged(adds, removes, snap, counts, depends_on=self.could_hold, timings=timings,
+                      fingerprint=fingerprint)
 
     def replan(self, staged: Staged, now: Snapshot) -> Staged:
         discard(self.spec.root, staged, now.paths)

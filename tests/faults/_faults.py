@@ -179,4 +179,7 @@ def verify_report(warehouse: str, p):
     from etl.ledger.store import Ledger
 
     facts = read_table_facts(f"{warehouse}/{p.target.table}", columns=p.table_schema.names)
-    return verify(p.name, Ledger(warehouse).history(p.name), facts.history, table_fingerprint=facts.fingerprint)
+    report = verify(p.name, Ledger(warehouse).history(p.name), facts.history, table_fingerprint=facts.fingerprint)
+    unchecked = [f.message for f in report.findings if f.kind == "unverifiable"]
+    assert not unchecked, f"every commit must record its fingerprint delta: {unchecked}"
+    return report
