@@ -122,11 +122,14 @@ def plan(obj: dict, name: str, date: str | None, warehouse: str | None, params: 
 @click.option("--takeover", is_flag=True, help="Run even if the ledger shows another run holding this batch.")
 @click.option("--metrics-file", type=click.Path(dir_okay=False),
               help="Write the run's Prometheus metrics here (atomically), also on failure.")
+@click.option("--performance-report", "report", type=click.Path(dir_okay=False), metavar="FILE.html",
+              help="Write a Dask performance report (task stream, profiles) of the run here; needs bokeh "
+                   "where the scheduler runs: pip install 'etl[report]'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def run(obj: dict, name: str, date: str | None, warehouse: str | None, scheduler: str | None,
         cluster: str | None, params: tuple, force: bool, takeover: bool, metrics_file: str | None,
-        as_json: bool) -> None:
+        report: str | None, as_json: bool) -> None:
     """Run a pipeline and commit its batch exactly once."""
     from etl.define.registry import load
     from etl.run.runner import run as run_pipeline
@@ -135,7 +138,8 @@ def run(obj: dict, name: str, date: str | None, warehouse: str | None, scheduler
         raise click.UsageError("give --cluster or --scheduler, not both")
     try:
         result = run_pipeline(load(name, obj["paths"]), date=date, warehouse=warehouse, scheduler=scheduler,
-                              cluster=cluster, params=_params(params), force=force, takeover=takeover)
+                              cluster=cluster, params=_params(params), force=force, takeover=takeover,
+                              performance_report=report)
     except Exception as exc:
         if metrics_file:
             from etl.observe.metrics import write_failure
@@ -185,10 +189,14 @@ def clean(table: str, warehouse: str | None, grace: float, dry_run: bool) -> Non
 @click.option("--warehouse", envvar="ETL_WAREHOUSE", help="Warehouse root URL [default: ./warehouse].")
 @click.option("--scheduler", envvar="ETL_SCHEDULER", help="Dask scheduler address (tcp://host:8786).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A free parameter (repeatable).")
+@click.option("--performance-report", "report", type=click.Path(dir_okay=False), metavar="FILE.html",
+              help="Write a Dask performance report (task stream, profiles) of all the batches here; needs bokeh "
+                   "where the scheduler runs: pip install 'etl[report]'.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def backfill(obj: dict, name: str, start: str, end: str, batch_size: str, concurrency: int, reprocess: str,
-             dry_run: bool, warehouse: str | None, scheduler: str | None, params: tuple, as_json: bool) -> None:
+             dry_run: bool, warehouse: str | None, scheduler: str | None, params: tuple, report: str | None,
+             as_json: bool) -> None:
     """Run a date range in batches, each committed once; rerun the same command to resume."""
     from etl.define.registry import load
     from etl.observe.progress import progress_bar
@@ -199,7 +207,7 @@ def backfill(obj: dict, name: str, start: str, end: str, batch_size: str, concur
     with progress_bar(f"backfill {name}") as progress:
         result = run_backfill(p, start, end, batch_size=batch_size, reprocess=reprocess, concurrency=concurrency,
                               dry_run=dry_run, warehouse=warehouse, scheduler=scheduler, params=_params(params),
-                              progress=progress)
+                              progress=progress, performance_report=report)
     rows = result.rows()
     details = dry_run_details(p, result.batches, warehouse or default_warehouse(), _params(params)) if dry_run else []
     if as_json:

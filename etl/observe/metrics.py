@@ -1,4 +1,4 @@
-"""Run metrics for Prometheus, and a Dask performance report.
+"""Run metrics for Prometheus.
 
 A nightly job writes the metrics of its run to a ``.prom`` file in
 node-exporter's textfile-collector folder; Prometheus scrapes them with the
@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import math
 import os
@@ -58,7 +57,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
+
+from etl.observe.report import performance_report  # noqa: F401  (its former home)
 
 STATUSES = ("committed", "skipped", "unchanged", "failed")
 SUCCESS = ("committed", "skipped", "unchanged")
@@ -208,32 +209,6 @@ def write_atomic(text: str, path: str | os.PathLike) -> Path:
             os.unlink(tmp)
         raise
     return path
-
-
-@contextlib.contextmanager
-def performance_report(path: str | os.PathLike | None) -> Iterator[Path | None]:
-    """Record a Dask performance report (task stream, profiles, bandwidth) of the block to an HTML file.
-
-    Needs a distributed client and ``bokeh`` (``pip install bokeh``); with
-    ``path=None`` it does nothing, so callers can make it optional::
-
-        with performance_report(args.report):
-            etl.run("tpch_lineitem_daily", client=client)
-    """
-    if path is None:
-        yield None
-        return
-    try:
-        importlib.import_module("bokeh")  # distributed renders the report with bokeh
-    except ImportError:
-        from etl.errors import ConfigError
-
-        raise ConfigError("a Dask performance report needs bokeh: pip install bokeh (or drop the report option).",
-                          package="bokeh") from None
-    from distributed import performance_report as _report
-
-    with _report(filename=str(path)):
-        yield Path(path)
 
 
 def _result_from_json(text: str):

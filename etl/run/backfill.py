@@ -22,6 +22,7 @@ from etl.define.registry import load
 from etl.errors import ConfigError, EtlError
 from etl.ledger import Event, TransitionError
 from etl.ledger.store import Ledger
+from etl.observe.report import performance_report as dask_performance_report
 from etl.planning.planner import default_warehouse, make_plan
 from etl.policy.backfill import Batch, plan_backfill
 from etl.policy.retry import PERMANENT, RetryPolicy, effective, is_transient
@@ -62,7 +63,8 @@ class BackfillResult:
 def backfill(pipeline: str | Pipeline, start: str, end: str, *, batch_size: str | int = "1d",
              reprocess: str = "none", concurrency: int = 1, dry_run: bool = False, warehouse: str | None = None,
              client=None, scheduler: str | None = None, params: dict | None = None,
-             retry: RetryPolicy | None = None, progress=None) -> BackfillResult:
+             retry: RetryPolicy | None = None, progress=None,
+             performance_report: str | None = None) -> BackfillResult:
     """Run ``pipeline`` over ``start..end`` (both included) in batches; see the module docstring.
 
     Parameters
@@ -81,6 +83,9 @@ def backfill(pipeline: str | Pipeline, start: str, end: str, *, batch_size: str 
         environment's (:func:`etl.policy.retry.effective`). Source reads follow the pipeline's policy.
     progress : callable, optional
         ``progress(done, total, batch_id, status)`` after each batch.
+    performance_report : str, optional
+        Write one Dask performance report of all the batches run to this HTML file (needs bokeh where
+        the scheduler runs).
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, found {concurrency}.")
@@ -119,7 +124,8 @@ def backfill(pipeline: str | Pipeline, start: str, end: str, *, batch_size: str 
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
-    with connect(client=client, scheduler=scheduler) as active, ThreadPoolExecutor(concurrency) as pool:
+    with connect(client=client, scheduler=scheduler) as active, dask_performance_report(performance_report), \
+            ThreadPoolExecutor(concurrency) as pool:
         futures = {pool.submit(one, b): b for b in todo}
         for done, fut in enumerate(as_completed(futures), 1):
             b = futures[fut]

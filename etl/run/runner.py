@@ -24,6 +24,7 @@ from etl.io import sources as io_sources
 from etl.io.storage import Location
 from etl.io.stores import check_conditional_put
 from etl.observe.memory import StageMemory
+from etl.observe.report import performance_report as dask_performance_report
 from etl.planning.planner import Plan, make_plan, pipeline_kernels
 from etl.policy.retry import RetryPolicy
 from etl.run.cluster import connect, ship_code, warm_kernels
@@ -61,7 +62,8 @@ def build_output(plan: Plan, run_id: str = ""):
 def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | None = None,
         client=None, scheduler: str | None = None, cluster=None, params: dict | None = None,
         force: bool = False, takeover: bool = False, backfill_id: str | None = None,
-        retry: RetryPolicy | None = None, hook: Callable[[str], None] | None = None) -> RunResult:
+        retry: RetryPolicy | None = None, hook: Callable[[str], None] | None = None,
+        performance_report: str | None = None) -> RunResult:
     """Run a pipeline once and commit its batch exactly once.
 
     Parameters
@@ -86,6 +88,10 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         Commit retry policy; default from the environment.
     hook : callable, optional
         Fault-injection point for tests, called as ``hook(point)``.
+    performance_report : str, optional
+        Write a Dask performance report (task stream, profiles) of the run's work on the cluster to this
+        HTML file; needs bokeh where the scheduler runs. A batch skipped as already committed runs
+        nothing on the cluster and writes no report.
 
     Returns
     -------
@@ -100,7 +106,8 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         skipped = _already_committed(plan, run_id, force, t0)
         if skipped is not None:
             return skipped
-    with connect(client=client, scheduler=scheduler, security=security) as active:
+    with connect(client=client, scheduler=scheduler, security=security) as active, \
+            dask_performance_report(performance_report):
         if plan is None:  # demo input first, on this cluster (a demo may run another pipeline)
             plan = make_plan(p, date=date, warehouse=warehouse, params=params)
             skipped = _already_committed(plan, run_id, force, t0)

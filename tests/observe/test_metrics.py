@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from etl import ConfigError, RunResult
+from etl import RunResult
 from etl.observe import metrics
-from etl.observe.metrics import (failure_text, main, performance_report, prometheus_text, write_failure,
-                                 write_prometheus)
+from etl.observe.metrics import failure_text, main, prometheus_text, write_failure, write_prometheus
 
 RESULT = RunResult("tpch_lineitem_daily", "r20260102T020000-0a1b2c3d", "2026-01-02", "s3://bucket/wh/lineitem",
                    "committed", 7, "etl:tpch_lineitem_daily:2026-01-02:abc", rows_read=1200, rows_in=1100,
@@ -127,13 +125,3 @@ def test_command_line_converts_etl_run_json(tmp_path):
         == 6 * 2**30
     assert main(["--failed", "tpch_lineitem_daily", "--exit-code", "8", str(out)]) == 0
     assert get(samples(out.read_text()), "etl_run_exit_code") == 8
-
-
-def test_performance_report_is_optional_and_names_what_it_needs(tmp_path, monkeypatch):
-    with performance_report(None) as report:
-        assert report is None
-    monkeypatch.setitem(sys.modules, "bokeh", None)  # as when bokeh is not installed
-    with pytest.raises(ConfigError, match="pip install bokeh"):
-        with performance_report(tmp_path / "report.html"):
-            pass
-    assert not (tmp_path / "report.html").exists()
