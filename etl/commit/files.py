@@ -19,19 +19,25 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import io
+import itertools
 import json
+import logging
+import random
 import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from etl.io.storage import Location
+from etl.io.storage import Location, redact
+from etl.policy.retry import RetryPolicy, is_transient_io
+
+log = logging.getLogger("etl.commit")
 
 _SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 _STAGED = re.compile(r"part-(r[0-9]{8}T[0-9]{6}-[0-9a-f]{8})-[0-9a-f]+\.snappy\.parquet$")
@@ -85,11 +91,48 @@ def staged_run_id(path: str) -> str | None:
     return m.group(1) if m else None
 
 
+def with_retries(call: Callable[[], Any], what: str, path: str, policy: RetryPolicy | None = None, *,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> Any:
+    """``call()``, one I/O call on a table file, made again after a transient I/O error.
+
+    The wait follows ``policy`` (bounded exponential backoff, full jitter;
+    default :meth:`RetryPolicy.from_env`). A permanent error, or the last
+    transient one, propagates with a note naming the file and the attempts.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> def flaky():
+    ...     calls.append(1)
+    ...     if len(calls) < 3:
+    ...         raise ConnectionResetError("reset by peer")
+    ...     return "ok"
+    >>> with_retries(flaky, "data file", "t/part-0.parquet", RetryPolicy(5, 0.0, 0.0)), len(calls)
+    ('ok', 3)
+    """
+    policy = policy or RetryPolicy.from_env()
+    rng = rng or random.Random()
+    for attempt in itertools.count():
+        try:
+            return call()
+        except Exception as exc:
+            decision = policy.decide(attempt, exc, rng, transient=is_transient_io)
+            if not decision.retry:
+                exc.add_note(f"{what} {redact(path)}: failed after {attempt + 1} attempt(s) ({decision.reason})")
+                raise
+            log.warning("%s %s: %s: %s; attempt %d of %d, retrying in %.3fs", what, redact(path),
+                        type(exc).__name__, exc, attempt + 1, policy.max_attempts, decision.delay)
+            sleep(decision.delay)
+    raise AssertionError("unreachable")
+
+
 def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, str | None],
-               run_id: str) -> dict:
+               run_id: str, policy: RetryPolicy | None = None) -> dict:
     """Write one staged data file; return the add action as a plain dict.
 
     The partition columns are not stored in the file (Delta keeps them in the log).
+    Transient I/O errors are retried (:func:`with_retries`): the name is unique,
+    so writing it again is harmless.
     """
     data = table.drop_columns([c for c in partition_values if c in table.column_names])
     folder = partition_dir(partition_values)
@@ -100,9 +143,13 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
     stats = file_stats(data, pq.read_metadata(io.BytesIO(payload)))
     fs = root.fs
     target = f"{root.path}/{rel}"
-    if folder:
-        fs.makedirs(f"{root.path}/{folder}", exist_ok=True)
-    fs.pipe_file(target, payload)
+
+    def put() -> None:
+        if folder:
+            fs.makedirs(f"{root.path}/{folder}", exist_ok=True)
+        fs.pipe_file(target, payload)
+
+    with_retries(put, "writing data file", target, policy)
     return {"path": rel, "size": len(payload), "partition_values": json.dumps(dict(partition_values)),
             "modification_time": int(time.time() * 1000), "stats": json.dumps(stats),
             "num_records": data.num_rows}
@@ -186,12 +233,18 @@ def _footer_stats(metadata: pq.FileMetaData, names: list[str]) -> dict:
     return out
 
 
-def read_file(root: Location, ref: FileRef, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
-    """Read a live data file with its partition columns restored, in schema order."""
+def read_file(root: Location, ref: FileRef, schema: pa.Schema, columns: list[str] | None = None,
+              policy: RetryPolicy | None = None) -> pa.Table:
+    """Read a live data file with its partition columns restored, in schema order.
+
+    Transient I/O errors are retried (:func:`with_retries`).
+    """
     parts = dict(ref.partition_values)
     wanted = columns or schema.names
     in_file = [c for c in wanted if c not in parts]
-    table = pq.read_table(f"{root.path}/{ref.path}", columns=in_file, filesystem=root.fs)
+    path = f"{root.path}/{ref.path}"
+    table = with_retries(lambda: pq.read_table(path, columns=in_file, filesystem=root.fs), "reading data file",
+                         path, policy)
     arrays, fields = [], []
     for name in wanted:
         field = schema.field(name)

@@ -24,6 +24,7 @@ from etl.commit.files import FileRef, partition_string, read_file, to_arrow, wri
 from etl.commit.keys import resolve_duplicates
 from etl.commit.validate import DELETE_COL, HASH_COL, ROW_HASH_COL
 from etl.io.storage import Location
+from etl.policy.retry import RetryPolicy
 from etl.kernels import hash_table
 
 COUNTS = ("rows_in", "duplicates_dropped", "inserted", "updated", "deleted", "unchanged",
@@ -40,6 +41,8 @@ class MergeSpec:
     partition_by: tuple = ()
     order_by: str | None = None
     run_id: str = ""
+    #: Retries of transient I/O on the table's files (None: the environment's policy).
+    retry: RetryPolicy | None = None
 
 
 @dataclass
@@ -94,17 +97,18 @@ def write_rows(spec: MergeSpec, rows: pd.DataFrame | pa.Table) -> list[dict]:
     if table.num_rows == 0:
         return []
     if not spec.partition_by:
-        return [write_file(spec.root, table, {}, spec.run_id)]
+        return [write_file(spec.root, table, {}, spec.run_id, spec.retry)]
     cols = list(spec.partition_by)
     if all(len(pc.unique(table.column(c))) == 1 for c in cols):  # one partition: the usual rewrite
         values = [table.column(c)[0].as_py() for c in cols]
-        return [write_file(spec.root, table, {c: partition_string(v) for c, v in zip(cols, values)}, spec.run_id)]
+        parts = {c: partition_string(v) for c, v in zip(cols, values)}
+        return [write_file(spec.root, table, parts, spec.run_id, spec.retry)]
     groups = to_pandas(table.select(cols)).groupby(cols, dropna=False, sort=True).indices
     adds = []
     for values, positions in groups.items():
         values = values if isinstance(values, tuple) else (values,)
         parts = {c: partition_string(v) for c, v in zip(cols, values)}
-        adds.append(write_file(spec.root, table.take(pa.array(positions)), parts, spec.run_id))
+        adds.append(write_file(spec.root, table.take(pa.array(positions)), parts, spec.run_id, spec.retry))
     return adds
 
 
@@ -125,7 +129,7 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
     deletes = source[DELETE_COL].to_numpy(bool) if DELETE_COL in source else np.zeros(len(source), bool)
     src = to_arrow(source, spec.schema)
     src_hash = row_hashes(source, spec.schema)
-    tables = [read_file(spec.root, ref, spec.schema) for ref in files]
+    tables = [read_file(spec.root, ref, spec.schema, policy=spec.retry) for ref in files]
     if not tables or sum(t.num_rows for t in tables) == 0:
         res.counts["delete_not_found"] += int(deletes.sum())
         res.counts["inserted"] += int((~deletes).sum())

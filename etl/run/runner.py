@@ -85,7 +85,8 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
     force : bool
         Commit again even if this batch with this input was committed before.
     retry : RetryPolicy, optional
-        Commit retry policy; default from the environment.
+        Retry policy for transient failures (commits, table file I/O); default the pipeline's ``retry=``,
+        else the environment's.
     hook : callable, optional
         Fault-injection point for tests, called as ``hook(point)``.
     performance_report : str, optional
@@ -121,7 +122,7 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         recorder = RunRecorder(plan, run_id, app_id, backfill_id=backfill_id, takeover=takeover)
         recorder.started()
         try:
-            result = _execute(plan, run_id, app_id, retry or RetryPolicy.from_env(), hook, t0)
+            result = _execute(plan, run_id, app_id, _effective(retry, p.retry), hook, t0)
         except BaseException as exc:
             recorder.failed(exc)
             raise
@@ -220,7 +221,8 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
     stages["read_transform_seconds"] = round(time.perf_counter() - ts, 3)
     with memory.stage("stage"):
         stages["fingerprint"] = batch_fingerprint(data)
-        spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id)
+        spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id,
+                         retry=policy)
         snap = snapshot(dt, list(target.keys))
         if target.mode == "merge":
             stager = MergeStager(data, spec)
@@ -292,6 +294,12 @@ def _persisted(frame):
     except ImportError:
         pass
     return frame
+
+
+def _effective(retry: RetryPolicy | None, pipeline_retry: RetryPolicy | None) -> RetryPolicy:
+    from etl.policy.retry import effective
+
+    return effective(retry, pipeline_retry)
 
 
 def _hex(value: int | None) -> str | None:

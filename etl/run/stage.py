@@ -182,7 +182,8 @@ def stage_append(data: dd.DataFrame, spec: MergeSpec, snap: Snapshot, overwrite:
 
 
 def _files_fingerprint(spec: MergeSpec, refs: list) -> int:
-    total = sum(fingerprint_table(read_file(spec.root, ref, spec.schema), spec.schema.names) for ref in refs)
+    names = spec.schema.names
+    total = sum(fingerprint_table(read_file(spec.root, ref, spec.schema, policy=spec.retry), names) for ref in refs)
     return total % (1 << 64)
 
 
@@ -216,7 +217,7 @@ def _locate(spec: MergeSpec, refs: list, hashes: np.ndarray) -> list:
     """For each file of a chunk, the batch key hashes it holds (reads only the key columns)."""
     out = []
     for ref in refs:
-        table = read_file(spec.root, ref, spec.schema, columns=list(spec.keys))
+        table = read_file(spec.root, ref, spec.schema, columns=list(spec.keys), policy=spec.retry)
         file_hashes = hash_keys(to_pandas(table), list(spec.keys))
         out.append(np.unique(file_hashes[match_keys(file_hashes, hashes)]))
     return out
