@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import io
-import itertools
 import json
 import logging
 import random
@@ -35,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.io.storage import Location, redact
-from etl.policy.retry import RetryPolicy, is_transient_io
+from etl.policy.retry import RetryPolicy, is_transient_io, retry_call
 
 log = logging.getLogger("etl.commit")
 
@@ -110,20 +109,15 @@ def with_retries(call: Callable[[], Any], what: str, path: str, policy: RetryPol
     >>> with_retries(flaky, "data file", "t/part-0.parquet", RetryPolicy(5, 0.0, 0.0)), len(calls)
     ('ok', 3)
     """
+    def note(exc: BaseException, decision) -> None:
+        exc.add_note(f"{what} {redact(path)}: failed after {decision.attempt + 1} attempt(s) ({decision.reason})")
+
+    def warn(exc: BaseException, decision) -> None:
+        log.warning("%s %s: %s: %s; attempt %d of %d, retrying in %.3fs", what, redact(path), type(exc).__name__,
+                    exc, decision.attempt + 1, policy.max_attempts, decision.delay)
+
     policy = policy or RetryPolicy.from_env()
-    rng = rng or random.Random()
-    for attempt in itertools.count():
-        try:
-            return call()
-        except Exception as exc:
-            decision = policy.decide(attempt, exc, rng, transient=is_transient_io)
-            if not decision.retry:
-                exc.add_note(f"{what} {redact(path)}: failed after {attempt + 1} attempt(s) ({decision.reason})")
-                raise
-            log.warning("%s %s: %s: %s; attempt %d of %d, retrying in %.3fs", what, redact(path),
-                        type(exc).__name__, exc, attempt + 1, policy.max_attempts, decision.delay)
-            sleep(decision.delay)
-    raise AssertionError("unreachable")
+    return retry_call(call, policy, transient=is_transient_io, on_retry=warn, on_give_up=note, sleep=sleep, rng=rng)
 
 
 def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, str | None],

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
 import logging
 import random
@@ -37,7 +36,7 @@ from etl.define.schema import to_pandas
 from etl.define.source import Source
 from etl.errors import SourceError
 from etl.io.storage import Location, redact, redact_text, secret_values
-from etl.policy.retry import RetryPolicy, is_transient_io
+from etl.policy.retry import RetryPolicy, is_transient_io, retry_call
 
 log = logging.getLogger("etl.io")
 
@@ -231,21 +230,20 @@ def retrying(call: Callable[[], Any], policy: RetryPolicy | None, path: str, wha
     whole files therefore fetch bytes here and parse them apart (:func:`parse`).
     """
     policy = policy or RetryPolicy.from_env()
-    rng = rng or random.Random()
-    for attempt in itertools.count():
-        try:
-            return call()
-        except Exception as exc:
-            decision = policy.decide(attempt, exc, rng, transient=is_transient_io)
-            text = _message(exc, storage_options)
-            if not decision.retry:
-                raise SourceError(f"cannot read {what} {redact(path)}: {type(exc).__name__}: {text}"
-                                  f"{_advice(exc, decision.reason, attempt + 1)}; nothing was committed.",
-                                  file=redact(path), attempts=attempt + 1) from None
-            log.warning("reading %s %s failed (%s: %s); attempt %d of %d, retrying in %.3fs", what, redact(path),
-                        type(exc).__name__, text, attempt + 1, policy.max_attempts, decision.delay)
-            sleep(decision.delay)
-    raise AssertionError("unreachable")
+
+    def give_up(exc: BaseException, decision) -> SourceError:
+        n = decision.attempt + 1
+        return SourceError(f"cannot read {what} {redact(path)}: {type(exc).__name__}: "
+                           f"{_message(exc, storage_options)}{_advice(exc, decision.reason, n)}; nothing was "
+                           "committed.", file=redact(path), attempts=n)
+
+    def warn(exc: BaseException, decision) -> None:
+        log.warning("reading %s %s failed (%s: %s); attempt %d of %d, retrying in %.3fs", what, redact(path),
+                    type(exc).__name__, _message(exc, storage_options), decision.attempt + 1, policy.max_attempts,
+                    decision.delay)
+
+    return retry_call(call, policy, transient=is_transient_io, on_retry=warn, on_give_up=give_up, sleep=sleep,
+                      rng=rng)
 
 
 def _advice(exc: BaseException, reason: str, attempts: int) -> str:

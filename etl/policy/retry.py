@@ -7,8 +7,9 @@ sleeps (tests pass a seeded ``random.Random`` and a recording ``sleep``).
 Where retries happen, all driven by one policy (:func:`effective`: the one
 given to the call, else the pipeline's ``retry=``, else the environment):
 
-- **per task**: a source file read that hits a transient I/O error
-  (:func:`is_transient_io`) is retried inside its Dask task;
+- **per task**: a source file read, or a read or write of one of the table's
+  files, that hits a transient I/O error (:func:`is_transient_io`) is retried
+  inside its Dask task (:func:`retry_call`);
 - **per batch**: a backfill retries a batch that failed transiently
   (:func:`is_transient`);
 - **per commit**: a conflicting commit is retried by the commit loop.
@@ -34,8 +35,9 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from etl.errors import ClusterError, CommitError, ConfigError, ContractError, EtlError, SchemaError, SourceError
 
@@ -190,6 +192,48 @@ class RetryPolicy:
         return cls(int(os.environ.get("ETL_RETRY_MAX_ATTEMPTS", d.max_attempts)),
                    float(os.environ.get("ETL_RETRY_BASE_DELAY", d.base_delay)),
                    float(os.environ.get("ETL_RETRY_MAX_DELAY", d.max_delay)))
+
+
+def retry_call(call: Callable[[], Any], policy: RetryPolicy, *,
+               transient: Callable[[BaseException], bool] = is_transient_io,
+               on_retry: Callable[[BaseException, Decision], None] | None = None,
+               on_give_up: Callable[[BaseException, Decision], BaseException | None] | None = None,
+               sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> Any:
+    """``call()``, made again after each transient failure as ``policy`` decides.
+
+    The loop alone: the caller says what is transient, what to log before a
+    retry (``on_retry``) and what to raise when it gives up (``on_give_up``
+    returns an exception to raise instead of the last error, or None to
+    re-raise that error). ``sleep`` and ``rng`` are injected by tests.
+
+    Examples
+    --------
+    >>> tries = []
+    >>> def flaky():
+    ...     tries.append(1)
+    ...     if len(tries) < 3:
+    ...         raise TimeoutError("slow")
+    ...     return "done"
+    >>> waits = []
+    >>> retry_call(flaky, RetryPolicy(5, 0.1, 1.0), sleep=waits.append), len(tries), len(waits)
+    ('done', 3, 2)
+    """
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            decision = policy.decide(attempt, exc, rng, transient=transient)
+            if not decision.retry:
+                replacement = on_give_up(exc, decision) if on_give_up else None
+                if replacement is not None:
+                    raise replacement from None
+                raise
+            if on_retry:
+                on_retry(exc, decision)
+            sleep(decision.delay)
+            attempt += 1
 
 
 def effective(explicit: RetryPolicy | None = None, pipeline: RetryPolicy | None = None) -> RetryPolicy:
