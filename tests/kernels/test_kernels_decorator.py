@@ -256,6 +256,7 @@ def test_public_names_are_pinned():
 
     assert sorted(etl.kernels.__all__) == sorted([
         "Kernel", "LIBRARY_KERNELS", "cache_dir", "compile_counts", "dedup_latest", "duplicate_keys",
-        "fingerprint", "fingerprint_hex", "from_numpy", "hash_rows", "kernel", "latest_per_key",
-        "match_keys", "rolling_agg", "running_agg", "sessionize", "to_numpy", "warm_up"])
+        "fingerprint", "fingerprint_hex", "fingerprint_table", "from_numpy", "hash_rows", "hash_table",
+        "kernel", "latest_per_key", "match_keys", "rolling_agg", "running_agg", "sessionize",
+        "to_numpy", "warm_up"])
     assert all(getattr(etl.kernels, name) is not None for name in etl.kernels.__all__)
