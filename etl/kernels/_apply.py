@@ -1,11 +1,15 @@
 """Run a kernel on one pandas frame: columns in, arrays through numba, columns out.
 
 1. Each input column becomes a numpy array plus a null mask (:mod:`._columns`).
-2. A per-group kernel gets the rows permuted so each group is contiguous and
-   in ``order_by`` order, plus group ``offsets`` (:mod:`._grouping`).
+2. A per-group kernel gets the rows moved so each group is contiguous and in
+   ``order_by`` order, plus group ``offsets`` (:mod:`._grouping`).
 3. Output arrays are allocated, the compiled function fills them.
 4. Outputs are put back in the frame's row order and become pandas columns
    of their declared dtypes; the frame's index and other columns are kept.
+
+:func:`run_in_row_order` is the shortcut for running state (the library's
+sessions and running aggregates) over rows that already arrive in time order:
+one pass with per-key state, no grouping at all.
 """
 
 from __future__ import annotations
@@ -16,29 +20,79 @@ import pandas as pd
 from etl.errors import ConfigError, SchemaError
 from etl.kernels._columns import Arrays, logical_kind, to_numpy
 from etl.kernels._outputs import from_numpy
-from etl.kernels._grouping import group_layout
+from etl.kernels._grouping import group_layout, group_slots
+from etl.kernels._numba import jit
 from etl.kernels._spec import PARAM_TYPES
 
-__all__ = ["run_on_pandas"]
+__all__ = ["run_in_row_order", "run_on_pandas"]
+
+_NO_NULLS = np.zeros(0, np.bool_)
 
 
 def run_on_pandas(kernel, df: pd.DataFrame, check_params: bool = True) -> pd.DataFrame:
     """A shallow copy of ``df`` with ``kernel``'s selected outputs set."""
     dispatcher = kernel._compiled.dispatcher()
     arrays = _inputs(kernel, df)
-    perm = offsets = None
+    layout = offsets = None
     if kernel.grouped:
-        perm, offsets, key = _layout(kernel, df)
-        arrays = {k: _gather(kernel, df, k, a, perm, key) for k, a in arrays.items()}
+        layout = _layout(kernel, df)
+        offsets = layout.offsets
+        arrays = {k: _gather(kernel, df, k, a, layout) for k, a in arrays.items()}
     outs = _allocate(kernel, len(df))
     dispatcher(*_args(kernel, arrays, outs, offsets, check_params))
+    return _result(kernel, df, arrays, outs, layout)
+
+
+def run_in_row_order(kernel, df: pd.DataFrame, time: str, fill) -> pd.DataFrame | None:
+    """Fill ``kernel``'s outputs in one pass over the rows in their own order, if it can.
+
+    When input ``time`` (bound to the kernel's ``order_by`` column) never
+    decreases over its non-null rows, each group's rows already come in
+    ``order_by`` order, so a function keeping per-key state can run straight
+    through the rows: no grouping, no moving columns. ``fill`` gets
+    ``(keys, low, nslots, inputs, outputs)``: row ``i`` belongs to key slot
+    ``keys[i] - low`` (see :func:`~etl.kernels._grouping.group_slots`),
+    ``inputs`` maps each input to ``(values, null)`` and ``outputs`` each output
+    to ``(values, null)`` as :func:`run_on_pandas` would pass them (null masks
+    of inputs without nulls are empty). It must give exactly the kernel's results.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        ``None`` when the rows are not in time order: run the kernel instead.
+    """
+    arrays = _inputs(kernel, df)
+    order = arrays[time]
+    if not _nondecreasing(order.values, _NO_NULLS if order.null is None else order.null):
+        return None
+    keys, low, nslots = group_slots(df, list(kernel.by))
+    outs = _allocate(kernel, len(df))
+    inputs = {k: (a.values, _NO_NULLS if a.null is None else a.null) for k, a in arrays.items()}
+    fill(keys, np.int64(low), nslots, inputs, outs)
+    return _result(kernel, df, arrays, outs, None)
+
+
+@jit
+def _nondecreasing(values, null):
+    has_null = null.size > 0
+    prev = np.iinfo(np.int64).min
+    for i in range(values.size):
+        if has_null and null[i]:
+            continue
+        if values[i] < prev:
+            return False
+        prev = values[i]
+    return True
+
+
+def _result(kernel, df: pd.DataFrame, arrays, outs, layout) -> pd.DataFrame:
     result = df.copy(deep=False)
     for name, column in kernel.output_columns().items():
         values, null = outs[name]
         null = null if null.size and null.any() else None
-        if perm is not None:
-            values = _unpermute(values, perm)
-            null = None if null is None else _unpermute(null, perm)
+        if layout is not None:
+            values = layout.to_rows(values)
+            null = None if null is None else layout.to_rows(null)
         like = kernel.spec.outputs[name].like
         result[column] = from_numpy(values, null, kernel._output_dtype(name, df), df.index, column,
                                     arrays[like].uniques if like else None)
@@ -61,14 +115,14 @@ def _inputs(kernel, df: pd.DataFrame) -> dict[str, Arrays]:
     return arrays
 
 
-def _gather(kernel, df: pd.DataFrame, name: str, arrays: Arrays, perm, key) -> Arrays:
+def _gather(kernel, df: pd.DataFrame, name: str, arrays: Arrays, layout) -> Arrays:
     """``arrays`` in group order; the ``order_by`` column reuses the sorted key."""
-    null = None if arrays.null is None else arrays.null[perm]
+    null = None if arrays.null is None else layout.to_groups(arrays.null)
     column = kernel.column_of(name)
-    if (key is not None and column == kernel.order_by and kernel.spec.inputs[name] == "int64"
+    if (layout.key is not None and column == kernel.order_by and kernel.spec.inputs[name] == "int64"
             and logical_kind(df[column]) in ("int", "datetime", "timedelta")):
-        return Arrays(key, null, arrays.uniques)  # same int64 values, already permuted
-    return Arrays(arrays.values[perm], null, arrays.uniques)
+        return Arrays(layout.key, null, arrays.uniques)  # same int64 values, already in group order
+    return Arrays(layout.to_groups(arrays.values), null, arrays.uniques)
 
 
 def _layout(kernel, df: pd.DataFrame):
@@ -119,8 +173,3 @@ def _param(kernel, name: str, required: bool):
                           f"bind it: .bind({name}=...)", kernel=kernel.name)
     return kind(kernel.binding.params[name])
 
-
-def _unpermute(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    out = np.empty_like(values)
-    out[perm] = values
-    return out
