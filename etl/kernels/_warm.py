@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from etl.kernels._grouping import group_codes, group_layout
+from etl.kernels._grouping import group_codes, group_layout, warm_up_grouping
 from etl.kernels._hashing import hash_rows
 from etl.kernels._keys import duplicate_keys, latest_per_code, latest_per_key, match_keys
 
@@ -54,5 +54,17 @@ def warm_up_internals() -> bool:
     latest_per_code(codes, ngroups, frame["t"])
     for order_by in ("i", "f", "n"):
         group_layout(frame, ["s"], order_by)
+    warm_up_grouping()
+    _warm_up_row_order(frame)
     _DONE = True
     return True
+
+
+def _warm_up_row_order(frame: pd.DataFrame) -> None:
+    """The one-pass path of sessions and running aggregates over rows in time order."""
+    from etl.kernels.library import running_agg, sessionize  # the library imports this module
+
+    for by, time, value in (("i", "t", "f"), ("s", "n", "n")):  # numpy columns; masked, with nulls
+        sessionize(frame, by, time, 1)
+        running_agg(frame, by, time, value, aggs=["sum"])
+        running_agg(frame.iloc[[0, 0]], by, time, value)  # peers

@@ -10,6 +10,11 @@ null outputs and do not count for other rows. Ties in time are *peers*: they
 get the same running and window values whatever their order, as in SQL's
 ``RANGE`` frames, so results never depend on row order.
 
+On a pandas frame whose rows already arrive in time order (as event logs often
+do), :func:`sessionize` and :func:`running_agg` skip grouping altogether: one
+pass over the rows keeps each key's state (see
+:func:`~etl.kernels._apply.run_in_row_order`), with the same results.
+
 Examples
 --------
 >>> import pandas as pd
@@ -33,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from etl.errors import ConfigError
-from etl.kernels._grouping import group_codes
+from etl.kernels._apply import run_in_row_order
+from etl.kernels._grouping import group_slots
 from etl.kernels._kernel import kernel
 from etl.kernels._keys import latest_per_code
 from etl.kernels._numba import jit
@@ -57,6 +63,26 @@ def _sessions(time, time_null, gap, offsets, session, session_null):
             session[i] = number
 
 
+@jit
+def _sessions_in_row_order(keys, low, nslots, time, time_null, gap, session, session_null):
+    """:func:`_sessions` over rows already in time order, with per-key state."""
+    limit = np.uint64(gap)
+    number = np.full(nslots, -1, np.int64)
+    prev = np.zeros(nslots, np.int64)
+    has_null = time_null.size > 0
+    for i in range(keys.size):
+        if has_null and time_null[i]:
+            session_null[i] = True
+            continue
+        s, t = keys[i] - low, time[i]
+        n = number[s]
+        if n < 0 or np.uint64(t) - np.uint64(prev[s]) > limit:
+            n += 1
+            number[s] = n
+        prev[s] = t
+        session[i] = n
+
+
 # Library kernels write their outputs inline: a helper taking the output arrays,
 # called per row, costs reference counting on every call even when inlined.
 # Outputs the caller did not select arrive empty (unselected="empty").
@@ -66,32 +92,133 @@ def _sessions(time, time_null, gap, offsets, session, session_null):
         unselected="empty")
 def _running(time, time_null, value, value_null, offsets,
              sum, sum_null, count, count_null, mean, mean_null, max, max_null):
-    """Running aggregates over all earlier rows and peers of a key (NaN and nulls skipped)."""
+    """Running aggregates over all earlier rows and peers of a key (NaN and nulls skipped).
+
+    Each row is written as soon as it is added; when a run of peers (rows
+    sharing a time) ends, its earlier rows are written again with the state
+    after all of them.
+    """
     want_sum, want_count, want_mean, want_max = sum.size > 0, count.size > 0, mean.size > 0, max.size > 0
     for g in range(offsets.size - 1):
         total, n, peak = 0.0, 0, -np.inf
-        i, end = offsets[g], offsets[g + 1]
-        while i < end:
-            j = i + 1
-            if not time_null[i]:
-                while j < end and time[j] == time[i]:
-                    j += 1
-                for k in range(i, j):
-                    x = value[k]
-                    if not value_null[k] and x == x:
-                        total, n, peak = total + x, n + 1, x if x > peak else peak
-            null = time_null[i]
-            empty = null or n == 0
-            for k in range(i, j):
+        run, end = offsets[g], offsets[g + 1]
+        for i in range(offsets[g], end):
+            if time_null[i]:  # null times sort first: null outputs, and they count for no one
                 if want_sum:
-                    sum[k], sum_null[k] = total, empty
+                    sum_null[i] = True
                 if want_count:
-                    count[k], count_null[k] = n, null
+                    count_null[i] = True
                 if want_mean:
-                    mean[k], mean_null[k] = total / n if n > 0 else 0.0, empty
+                    mean_null[i] = True
                 if want_max:
-                    max[k], max_null[k] = peak, empty
-            i = j
+                    max_null[i] = True
+                run = i + 1
+                continue
+            if time[i] != time[run]:
+                if i - run > 1:
+                    _fill_peers(run, i - 1, total, n, peak,
+                                sum, sum_null, count, mean, mean_null, max, max_null)
+                run = i
+            x = value[i]
+            if not value_null[i] and x == x:
+                total, n, peak = total + x, n + 1, x if x > peak else peak
+            if want_sum:
+                sum[i], sum_null[i] = total, n == 0
+            if want_count:
+                count[i] = n
+            if want_mean:
+                mean[i], mean_null[i] = total / n if n > 0 else 0.0, n == 0
+            if want_max:
+                max[i], max_null[i] = peak, n == 0
+        if end - run > 1:
+            _fill_peers(run, end - 1, total, n, peak,
+                        sum, sum_null, count, mean, mean_null, max, max_null)
+
+
+@jit
+def _fill_peers(start, end, total, n, peak, sum, sum_null, count, mean, mean_null, max, max_null):
+    """Rows ``start:end`` of one key get that key's state (peers of a later row)."""
+    for k in range(start, end):
+        if sum.size > 0:
+            sum[k], sum_null[k] = total, n == 0
+        if count.size > 0:
+            count[k] = n
+        if mean.size > 0:
+            mean[k], mean_null[k] = total / n if n > 0 else 0.0, n == 0
+        if max.size > 0:
+            max[k], max_null[k] = peak, n == 0
+
+
+@jit
+def _running_in_row_order(keys, low, nslots, time, time_null, value, value_null,
+                          sum, sum_null, count, count_null, mean, mean_null, max, max_null):
+    """:func:`_running` over rows already in time order, with per-key state.
+
+    Each row is written as soon as it is added; rows sharing a time are peers,
+    so once the last of them is added they are all written again. Per key,
+    values are added in the same order as the kernel adds them.
+    """
+    want_sum, want_count, want_mean, want_max = sum.size > 0, count.size > 0, mean.size > 0, max.size > 0
+    has_time_null, has_value_null = time_null.size > 0, value_null.size > 0
+    totals, counts, peaks = np.zeros(nslots), np.zeros(nslots, np.int64), np.full(nslots, -np.inf)
+    run_start, tied, seen, prev = 0, False, False, 0
+    for i in range(keys.size):
+        if has_time_null and time_null[i]:
+            if want_sum:
+                sum_null[i] = True
+            if want_count:
+                count_null[i] = True
+            if want_mean:
+                mean_null[i] = True
+            if want_max:
+                max_null[i] = True
+            continue
+        t = time[i]
+        if seen and t == prev:
+            tied = True
+        else:
+            if tied:
+                _rewrite_peers(keys, low, time_null, totals, counts, peaks, run_start, i,
+                               sum, sum_null, count, mean, mean_null, max, max_null)
+                tied = False
+            run_start, prev, seen = i, t, True
+        s, x = keys[i] - low, value[i]
+        if not (has_value_null and value_null[i]) and x == x:
+            totals[s] += x
+            counts[s] += 1
+            if want_max and x > peaks[s]:
+                peaks[s] = x
+        total, n = totals[s], counts[s]
+        if want_sum:
+            sum[i], sum_null[i] = total, n == 0
+        if want_count:
+            count[i] = n
+        if want_mean:
+            mean[i], mean_null[i] = total / n if n > 0 else 0.0, n == 0
+        if want_max:
+            max[i], max_null[i] = peaks[s], n == 0
+    if tied:
+        _rewrite_peers(keys, low, time_null, totals, counts, peaks, run_start, keys.size,
+                       sum, sum_null, count, mean, mean_null, max, max_null)
+
+
+@jit
+def _rewrite_peers(keys, low, time_null, totals, counts, peaks, start, end,
+                   sum, sum_null, count, mean, mean_null, max, max_null):
+    """Rows ``start:end`` share a time: each gets its key's state after all of them."""
+    for k in range(start, end):
+        if time_null.size > 0 and time_null[k]:
+            continue
+        s = keys[k] - low
+        total, n = totals[s], counts[s]
+        if sum.size > 0:
+            sum[k], sum_null[k] = total, n == 0
+        if count.size > 0:
+            count[k] = n
+        if mean.size > 0:
+            mean[k], mean_null[k] = total / n if n > 0 else 0.0, n == 0
+        if max.size > 0:
+            max[k], max_null[k] = peaks[s], n == 0
 
 
 @kernel(inputs={"time": "int64", "value": "float64"},
@@ -184,8 +311,16 @@ def sessionize(df, by, time: str, gap, *, out: str = "session"):
         Output column: ``Int64`` session number per key, from 0 in time order;
         null where ``time`` is null.
     """
+    span = _span(gap, df[time].dtype, "gap")
     bound = _sessions.bind(columns={"time": time}, outputs={"session": out}, by=_keys(by),
-                           order_by=time, gap=_span(gap, df[time].dtype, "gap"))
+                           order_by=time, gap=span)
+    if isinstance(df, pd.DataFrame):
+        def fill(keys, low, nslots, inputs, outputs):
+            _sessions_in_row_order(keys, low, nslots, *inputs["time"], np.int64(span),
+                                   *outputs["session"])
+        in_order = run_in_row_order(bound, df, "time", fill)
+        if in_order is not None:
+            return in_order
     return bound(df)
 
 
@@ -206,6 +341,14 @@ def running_agg(df, by, time: str, value: str, *, aggs=("sum", "count", "mean", 
     names = _outputs("running", aggs, prefix or f"{value}_running_", ("sum", "count", "mean", "max"))
     bound = _running.bind(columns={"time": time, "value": value}, outputs=names, by=_keys(by),
                           order_by=time)
+    if isinstance(df, pd.DataFrame):
+        def fill(keys, low, nslots, inputs, outputs):
+            _running_in_row_order(keys, low, nslots, *inputs["time"], *inputs["value"],
+                                  *outputs["sum"], *outputs["count"], *outputs["mean"],
+                                  *outputs["max"])
+        in_order = run_in_row_order(bound, df, "time", fill)
+        if in_order is not None:
+            return in_order
     return bound(df)
 
 
@@ -238,8 +381,8 @@ def rolling_agg(df, by, time: str, value: str, window, *, aggs=("sum", "count", 
 
 
 def _latest_rows(df: pd.DataFrame, keys: list[str], order_by: str) -> pd.DataFrame:
-    codes, ngroups = group_codes(df, keys)
-    return df.iloc[latest_per_code(codes, ngroups, df[order_by])]
+    slots, low, nslots = group_slots(df, keys)
+    return df.iloc[latest_per_code(slots - low if low else slots, nslots, df[order_by])]
 
 
 def dedup_latest(df, by, order_by: str):

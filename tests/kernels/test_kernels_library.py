@@ -12,12 +12,22 @@ from hypothesis import strategies as st
 from kernel_strategies import INT64_MAX, INT64_MIN, SETTINGS
 
 from etl.errors import ConfigError
-from etl.kernels import dedup_latest, rolling_agg, running_agg, sessionize
+from etl.kernels import dedup_latest, library, rolling_agg, running_agg, sessionize
 
 times = st.one_of(st.none(), st.integers(-50, 50), st.sampled_from([INT64_MIN, INT64_MAX]))
 values = st.one_of(st.none(), st.integers(-1000, 1000).map(float), st.just(math.nan))
 rows = st.lists(st.tuples(st.sampled_from(["u1", "u2", "é", None]), times, values), max_size=40)
 KEY_DTYPES = ["str", "string[pyarrow]", "category", "object"]
+
+
+def _time_ordered(rows: list) -> list:
+    """The rows sorted by time (stably), rows with a null time left where they were."""
+    timed = iter(sorted((r for r in rows if r[1] is not None), key=lambda r: r[1]))
+    return [r if r[1] is None else next(timed) for r in rows]
+
+
+# unsorted rows, and rows already in time order (the one-pass path of sessionize and running_agg)
+any_rows = st.one_of(rows, rows.map(_time_ordered))
 
 
 def _frame(rows, key_dtype="str") -> pd.DataFrame:
@@ -47,7 +57,7 @@ def _cells(series: pd.Series) -> list:
 
 
 @SETTINGS
-@given(rows, st.one_of(st.integers(0, 100), st.sampled_from([INT64_MAX])), st.sampled_from(KEY_DTYPES))
+@given(any_rows, st.one_of(st.integers(0, 100), st.sampled_from([INT64_MAX])), st.sampled_from(KEY_DTYPES))
 def test_sessionize_equals_python_reference(rows, gap, key_dtype):
     df = _frame(rows, key_dtype)
     expected = [None] * len(df)
@@ -62,7 +72,7 @@ def test_sessionize_equals_python_reference(rows, gap, key_dtype):
 
 
 @SETTINGS
-@given(rows, st.sampled_from(KEY_DTYPES))
+@given(any_rows, st.sampled_from(KEY_DTYPES))
 def test_running_agg_equals_python_reference(rows, key_dtype):
     df = _frame(rows, key_dtype)
     expected = {a: [None] * len(df) for a in ("sum", "count", "mean", "max")}
@@ -96,6 +106,38 @@ def test_rolling_agg_equals_python_reference(rows, window, closed):
     out = rolling_agg(df, by="user", time="t", value="v", window=window, closed=closed, prefix="w_")
     for agg, column in expected.items():
         assert _cells(out[f"w_{agg}"]) == pytest.approx(column), agg
+
+
+@SETTINGS
+@given(rows.map(_time_ordered), st.sampled_from([*KEY_DTYPES, "int64", "sparse int64"]),
+       st.one_of(st.integers(0, 100), st.sampled_from([INT64_MAX])))
+def test_time_ordered_rows_give_exactly_the_kernels_results(rows, key_dtype, gap):
+    if key_dtype.endswith("int64"):  # dense integer keys are their own slots; sparse ones are factorised
+        scale = 2**60 if key_dtype.startswith("sparse") else 1
+        rows = [({"u1": 1, "u2": 2, "é": -1, None: 0}[u] * scale, t, v) for u, t, v in rows]
+    df = _frame(rows, "int64" if key_dtype.endswith("int64") else key_dtype)
+    kernel = library._sessions.bind(columns={"time": "t"}, outputs={"session": "sid"}, by=["user"],
+                                    order_by="t", gap=gap)
+    pd.testing.assert_frame_equal(sessionize(df, "user", "t", gap, out="sid"), kernel.apply(df))
+    names = {a: f"r_{a}" for a in ("sum", "count", "mean", "max")}
+    kernel = library._running.bind(columns={"time": "t", "value": "v"}, outputs=names, by=["user"],
+                                   order_by="t")
+    pd.testing.assert_frame_equal(running_agg(df, "user", "t", "v", prefix="r_"), kernel.apply(df))
+    some = running_agg(df, "user", "t", "v", aggs=["mean", "count"], prefix="r_")
+    pd.testing.assert_frame_equal(some, kernel.bind(outputs={"mean": "r_mean", "count": "r_count"}).apply(df))
+
+
+def test_time_ordered_rows_take_one_pass_and_others_the_kernel(monkeypatch):
+    calls = []
+    original = library._running_in_row_order
+    monkeypatch.setattr(library, "_running_in_row_order", lambda *a: calls.append(1) or original(*a))
+    df = pd.DataFrame({"user": [1, 2, 1, 1], "t": pd.array([1, None, 1, 5], dtype="Int64"),
+                       "v": [1.0, 2.0, 4.0, 8.0]})
+    assert _cells(running_agg(df, "user", "t", "v", aggs=["sum"])["v_running_sum"]) == [5.0, None, 5.0, 13.0]
+    assert calls == [1]
+    shuffled = df.iloc[[3, 0, 1, 2]]
+    assert _cells(running_agg(shuffled, "user", "t", "v", aggs=["sum"])["v_running_sum"]) == [13.0, 5.0, None, 5.0]
+    assert calls == [1]
 
 
 def test_rolling_agg_matches_pandas_time_rolling_on_distinct_times():
