@@ -90,9 +90,9 @@ def _result(kernel, df: pd.DataFrame, arrays, outs, layout) -> pd.DataFrame:
     for name, column in kernel.output_columns().items():
         values, null = outs[name]
         null = null if null.size and null.any() else None
-        if layout is not None:
-            values = layout.to_rows(values)
-            null = None if null is None else layout.to_rows(null)
+        if layout is not None:  # the kernel's output arrays are ours: reuse their memory
+            values = layout.to_rows(values, reuse=True)
+            null = None if null is None else layout.to_rows(null, reuse=True)
         like = kernel.spec.outputs[name].like
         result[column] = from_numpy(values, null, kernel._output_dtype(name, df), df.index, column,
                                     arrays[like].uniques if like else None)

@@ -270,7 +270,10 @@ def _gather(values, d1, src, tmp, out):
 
 @jit
 def _scatter(values, d1, src, tmp, out):
-    """The inverse of :func:`_gather`: ``out`` in row order from ``values`` in group order."""
+    """The inverse of :func:`_gather`: ``out`` in row order from ``values`` in group order.
+
+    With ``d1`` (two steps) ``out`` may be ``values`` itself.
+    """
     if d1.size:
         for p in range(values.size):
             tmp[src[p]] = values[p]
@@ -331,12 +334,17 @@ class Layout:
         _gather(bits, self._d1, self._src, self._scratch(bits), _bits(out))
         return out
 
-    def to_rows(self, values: np.ndarray) -> np.ndarray:
-        """The inverse of :meth:`to_groups`: ``values`` in group order back in row order."""
+    def to_rows(self, values: np.ndarray, reuse: bool = False) -> np.ndarray:
+        """The inverse of :meth:`to_groups`: ``values`` in group order back in row order.
+
+        With ``reuse=True`` the result may overwrite ``values`` (a writable array
+        the caller no longer needs) rather than take fresh memory.
+        """
         if self.identity:
             return values
         values = np.ascontiguousarray(values)
-        out = np.empty(values.size, values.dtype)
+        reuse = reuse and self._d1.size > 0 and values.flags.writeable  # _scatter reads all first
+        out = values if reuse else np.empty(values.size, values.dtype)
         bits = _bits(values)
         _scatter(bits, self._d1, self._src, self._scratch(bits), _bits(out))
         return out

@@ -42,6 +42,7 @@ def _check(df: pd.DataFrame, by: list[str], order_by: str | None) -> None:
     positions = np.arange(len(df))
     assert layout.to_groups(positions).tolist() == perm.tolist()
     assert layout.to_rows(layout.to_groups(positions)).tolist() == positions.tolist()
+    assert layout.to_rows(layout.to_groups(positions).copy(), reuse=True).tolist() == positions.tolist()
     flags = positions % 3 == 0
     assert layout.to_rows(layout.to_groups(flags)).tolist() == flags.tolist()
     codes, _ = group_codes(df, by)
