@@ -117,10 +117,11 @@ def _wins(valid, order, best_valid, best_order):
 @jit
 def _latest_by_code(codes, ngroups, order, valid):
     best = np.full(ngroups, -1, np.int64)
-    for i in range(codes.size):
-        b = best[codes[i]]
-        if b < 0 or _wins(valid[i], order[i], valid[b], order[b]):
-            best[codes[i]] = i
+    best_order, best_valid = np.empty(ngroups, np.int64), np.empty(ngroups, np.bool_)
+    for i in range(codes.size):  # the best's order is kept per code: no random reads of order
+        c = codes[i]
+        if best[c] < 0 or _wins(valid[i], order[i], best_valid[c], best_order[c]):
+            best[c], best_order[c], best_valid[c] = i, order[i], valid[i]
     keep = np.zeros(codes.size, np.bool_)
     for g in range(ngroups):
         if best[g] >= 0:
