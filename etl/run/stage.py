@@ -40,8 +40,11 @@ from etl.commit.transaction import Staged, discard
 from etl.commit.validate import DELETE_COL, HASH_COL, ROW_HASH_COL, conform
 
 GROUP_COL = "_etl_group"
+BIN_COL = "_etl_bin"
 SMALL_SHUFFLE_ROWS = 2_000_000
 LOCATE_TASKS = 16
+#: At most this many apply tasks; groups are packed into them by the rows they rewrite.
+MAX_APPLY_TASKS = 64
 ACTION_META = pd.DataFrame({"kind": pd.Series([], dtype=object), "path": pd.Series([], dtype=object),
                             "size": pd.Series([], dtype="int64"),
                             "partition_values": pd.Series([], dtype=object),
@@ -244,9 +247,10 @@ def _partition_ids(df: pd.DataFrame, partition_by: tuple) -> pd.Series:
 
 
 def _route(df: pd.DataFrame, routes: pd.Series, repeated: np.ndarray, part_groups: dict, first_new: int,
-           new_groups: int, partition_by: tuple) -> pd.DataFrame:
+           new_groups: int, partition_by: tuple, bin_label: np.ndarray) -> pd.DataFrame:
     """Each row's group: the file group holding its key; else a group rewriting a file of its
-    partition; else one new group per table partition.
+    partition; else one new group per table partition. ``bin_label[group]`` says which apply
+    task takes the group.
 
     Keys that occur more than once in the batch go by key hash instead, so all
     rows of a key meet in one group whatever partition each row names.
@@ -265,6 +269,7 @@ def _route(df: pd.DataFrame, routes: pd.Series, repeated: np.ndarray, part_group
     new = (spread % np.uint64(new_groups)).astype("int64") + first_new
     out = df.copy()
     out[GROUP_COL] = np.where(np.isnan(group), new, np.nan_to_num(group, nan=-1)).astype("int64")
+    out[BIN_COL] = bin_label[out[GROUP_COL].to_numpy()]
     return out
 
 
@@ -272,8 +277,47 @@ def _apply(df: pd.DataFrame, spec: MergeSpec, group_files: dict) -> pd.DataFrame
     total = GroupResult()
     for gid, rows in df.groupby(GROUP_COL, sort=True):
         files = group_files.get(int(gid), [])
-        total.extend(merge_group(spec, rows.drop(columns=[GROUP_COL]), files))
+        total.extend(merge_group(spec, rows.drop(columns=[GROUP_COL, BIN_COL]), files))
     return _result_frame(total)
+
+
+def _bins(costs: np.ndarray, nbins: int) -> np.ndarray:
+    """Each group's bin: longest first, into the least loaded bin (balanced apply tasks).
+
+    Examples
+    --------
+    >>> _bins(np.array([5, 1, 4, 2, 3]), 2).tolist()
+    [0, 0, 1, 0, 1]
+    """
+    loads = np.zeros(nbins)
+    out = np.zeros(len(costs), dtype=np.int64)
+    for g in np.argsort(-costs, kind="stable"):
+        b = int(np.argmin(loads))
+        out[g], loads[b] = b, loads[b] + costs[g]
+    return out
+
+
+def _bin_labels(nbins: int) -> np.ndarray:
+    """For each bin ``b``, a value that Dask's hash shuffle sends to output partition ``b``.
+
+    Dask partitions a shuffle by ``hash(value as float64) % npartitions``; the
+    values are found by trying small integers. Should Dask hash differently,
+    groups still stay whole (one label per group), only the balance suffers.
+    """
+    from dask.dataframe.shuffle import partitioning_index
+
+    labels = np.full(nbins, -1, dtype=np.int64)
+    start = 0
+    while (labels < 0).any() and start < 1 << 20:
+        tries = np.arange(start, start + 64 * nbins, dtype=np.int64)
+        index = np.asarray(partitioning_index(pd.DataFrame({BIN_COL: tries.astype("float64")}), nbins))
+        for value, b in zip(tries.tolist(), index.tolist()):
+            if labels[b] < 0:
+                labels[b] = value
+        start += 64 * nbins
+    missing = labels < 0
+    labels[missing] = np.flatnonzero(missing)
+    return labels
 
 
 def _overlaps(stats: dict, lo: dict, hi: dict) -> bool:
@@ -336,11 +380,14 @@ class MergeStager:
         for gid, (refs, _) in enumerate(groups):
             for ref in refs:
                 part_groups.setdefault(json.dumps(dict(ref.partition_values), sort_keys=True), gid)
+        total = len(groups) + new_groups
+        nparts = max(1, min(total, MAX_APPLY_TASKS))
+        costs = np.array([sum(r.num_records or 0 for r in refs) for refs, _ in groups] + [0] * new_groups)
+        bin_label = _bin_labels(nparts)[_bins(costs + 1, nparts)]
+        meta = self.data._meta.assign(**{GROUP_COL: pd.Series([], dtype="int64"), BIN_COL: pd.Series([], dtype="int64")})
         routed = self.data.map_partitions(_route, routes, self.repeated, part_groups, len(groups), new_groups,
-                                          tuple(spec.partition_by),
-                                          meta=self.data._meta.assign(**{GROUP_COL: pd.Series([], dtype="int64")}))
-        nparts = max(1, min(len(groups) + new_groups, max(self.data.npartitions, 8)))
-        shuffled = routed.shuffle(on=GROUP_COL, npartitions=nparts, shuffle_method=_shuffle_method(self.rows))
+                                          tuple(spec.partition_by), bin_label, meta=meta)
+        shuffled = routed.shuffle(on=BIN_COL, npartitions=nparts, shuffle_method=_shuffle_method(self.rows))
         actions = shuffled.map_partitions(_apply, spec, group_files, meta=ACTION_META).compute()
         adds, removes, counts, fingerprint = _collect(actions)
         counts["files_scanned"] = len(candidates)
