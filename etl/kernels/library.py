@@ -154,14 +154,15 @@ def _running_in_row_order(keys, low, nslots, time, time_null, value, value_null,
                           sum, sum_null, count, count_null, mean, mean_null, max, max_null):
     """:func:`_running` over rows already in time order, with per-key state.
 
-    Each row is written as soon as it is added; rows sharing a time are peers,
-    so once the last of them is added they are all written again. Per key,
-    values are added in the same order as the kernel adds them.
+    Each row is written as soon as it is added. Rows sharing a time are peers
+    and must all see the state after all of them: if there are any, a second
+    pass (:func:`_share_among_peers`) fixes them. Per key, values are added in
+    the same order as the kernel adds them.
     """
     want_sum, want_count, want_mean, want_max = sum.size > 0, count.size > 0, mean.size > 0, max.size > 0
     has_time_null, has_value_null = time_null.size > 0, value_null.size > 0
     totals, counts, peaks = np.zeros(nslots), np.zeros(nslots, np.int64), np.full(nslots, -np.inf)
-    run_start, tied, seen, prev = 0, False, False, 0
+    ties, prev = 0, 0
     for i in range(keys.size):
         if has_time_null and time_null[i]:
             if want_sum:
@@ -174,14 +175,8 @@ def _running_in_row_order(keys, low, nslots, time, time_null, value, value_null,
                 max_null[i] = True
             continue
         t = time[i]
-        if seen and t == prev:
-            tied = True
-        else:
-            if tied:
-                _rewrite_peers(keys, low, time_null, totals, counts, peaks, run_start, i,
-                               sum, sum_null, count, mean, mean_null, max, max_null)
-                tied = False
-            run_start, prev, seen = i, t, True
+        ties += t == prev  # counted, not branched on: ties are rare (a first time of 0 counts too; harmless)
+        prev = t
         s, x = keys[i] - low, value[i]
         if not (has_value_null and value_null[i]) and x == x:
             totals[s] += x
@@ -197,28 +192,44 @@ def _running_in_row_order(keys, low, nslots, time, time_null, value, value_null,
             mean[i], mean_null[i] = total / n if n > 0 else 0.0, n == 0
         if want_max:
             max[i], max_null[i] = peaks[s], n == 0
-    if tied:
-        _rewrite_peers(keys, low, time_null, totals, counts, peaks, run_start, keys.size,
-                       sum, sum_null, count, mean, mean_null, max, max_null)
+    if ties:
+        _share_among_peers(keys, low, nslots, time, time_null,
+                           sum, sum_null, count, mean, mean_null, max, max_null)
 
 
 @jit
-def _rewrite_peers(keys, low, time_null, totals, counts, peaks, start, end,
-                   sum, sum_null, count, mean, mean_null, max, max_null):
-    """Rows ``start:end`` share a time: each gets its key's state after all of them."""
-    for k in range(start, end):
-        if time_null.size > 0 and time_null[k]:
-            continue
-        s = keys[k] - low
-        total, n = totals[s], counts[s]
-        if sum.size > 0:
-            sum[k], sum_null[k] = total, n == 0
-        if count.size > 0:
-            count[k] = n
-        if mean.size > 0:
-            mean[k], mean_null[k] = total / n if n > 0 else 0.0, n == 0
-        if max.size > 0:
-            max[k], max_null[k] = peaks[s], n == 0
+def _share_among_peers(keys, low, nslots, time, time_null,
+                       sum, sum_null, count, mean, mean_null, max, max_null):
+    """In each run of rows sharing a time, every row of a key gets the outputs of that
+    key's last row in the run: the only one written after all its peers were added."""
+    has_time_null = time_null.size > 0
+    run_of, last_of = np.full(nslots, -1, np.int64), np.zeros(nslots, np.int64)
+    end = keys.size
+    while end > 0:  # runs from the last one back, each walked backwards
+        while end > 0 and has_time_null and time_null[end - 1]:
+            end -= 1
+        if end == 0:
+            break
+        t, k = time[end - 1], end - 1
+        while k >= 0:
+            if not (has_time_null and time_null[k]):
+                if time[k] != t:
+                    break
+                s = keys[k] - low
+                if run_of[s] != end:
+                    run_of[s], last_of[s] = end, k
+                else:
+                    j = last_of[s]
+                    if sum.size > 0:
+                        sum[k], sum_null[k] = sum[j], sum_null[j]
+                    if count.size > 0:
+                        count[k] = count[j]
+                    if mean.size > 0:
+                        mean[k], mean_null[k] = mean[j], mean_null[j]
+                    if max.size > 0:
+                        max[k], max_null[k] = max[j], max_null[j]
+            k -= 1
+        end = k + 1
 
 
 @kernel(inputs={"time": "int64", "value": "float64"},
