@@ -80,15 +80,20 @@ def _to_chunks(keys, low, cshift, cstart, order, valid, d1, tkey, tslot, tvalid)
 
 
 @jit
-def _in_chunks(cstart, start, cshift, tslot, low, tkey, tvalid, skey, src):
+def _in_chunks(cstart, start, cshift, tslot, low, tkey, tvalid, skey, src, in_place):
     """Step 2, one chunk at a time: place rows by slot, then sort each group by key.
 
     ``src[p]`` is the chunk-order position of the row at group-order position ``p``.
+    With ``in_place``, ``src`` is ``tslot`` itself, overwritten chunk by chunk.
     Returns how many groups had to be reordered.
     """
     nslots = start.size - 1
     cursor = start[:-1].copy()
     has_order, has_valid = skey.size > 0, tvalid.size > 0
+    widest = 0
+    for q in range(cstart.size - 1):
+        widest = max(widest, cstart[q + 1] - cstart[q])
+    sbuf = np.empty(widest if in_place else 0, tslot.dtype)
     longest = 0
     for s in range(nslots):
         longest = max(longest, start[s + 1] - start[s])
@@ -97,8 +102,13 @@ def _in_chunks(cstart, start, cshift, tslot, low, tkey, tvalid, skey, src):
     counts = np.empty(2 * longest + 1 if has_order else 0, np.int64)
     reordered = 0
     for q in range(cstart.size - 1):
-        for d in range(cstart[q], cstart[q + 1]):
-            s = tslot[d] - low
+        c0, c1 = cstart[q], cstart[q + 1]
+        slots = tslot[c0:c1]
+        if in_place:  # the chunk's slots move to a cached buffer before src overwrites them
+            sbuf[:c1 - c0] = slots
+            slots = sbuf[:c1 - c0]
+        for d in range(c0, c1):
+            s = slots[d - c0] - low
             p = cursor[s]
             cursor[s] = p + 1
             src[p] = d
@@ -461,13 +471,13 @@ def group_layout(df: pd.DataFrame, by: list[str], order_by: str | None) -> Layou
     if grouped and (key is None or _groups_in_order(start, key, valid)):
         return Layout(offsets, key)
     index = np.int32 if max(n, nslots) < 2**31 else np.int64
-    src = np.empty(n, index)
     skey = np.empty(n if key is not None else 0, np.int64)
     tvalid = valid
     scratch = None
     if grouped:  # already in chunk order: only groups need sorting
         cshift, cstart, d1 = 62, np.array([0, n], np.int64), None
         tkey, tslot, tlow = key if key is not None else skey, keys, np.int64(low)
+        src = np.empty(n, index)
     else:
         cshift = _chunk_shift(n, nslots)
         cstart = start[np.minimum(np.arange(0, nslots + (1 << cshift), 1 << cshift), nslots)]
@@ -477,7 +487,8 @@ def group_layout(df: pd.DataFrame, by: list[str], order_by: str | None) -> Layou
         _to_chunks(keys, np.int64(low), np.int64(cshift), cstart,
                    key if key is not None else skey, valid, d1, tkey, tslot, tvalid)
         scratch = tkey if key is not None else None
-    _in_chunks(cstart, start, np.int64(cshift), tslot, tlow, tkey, tvalid, skey, src)
+        src = tslot  # overwritten in place
+    _in_chunks(cstart, start, np.int64(cshift), tslot, tlow, tkey, tvalid, skey, src, src is tslot)
     return Layout(offsets, skey if key is not None else None, d1, src, scratch)
 
 
