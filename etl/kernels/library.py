@@ -67,19 +67,19 @@ def _sessions(time, time_null, gap, offsets, session, session_null):
 def _sessions_in_row_order(keys, low, nslots, time, time_null, gap, session, session_null):
     """:func:`_sessions` over rows already in time order, with per-key state."""
     limit = np.uint64(gap)
-    number = np.full(nslots, -1, np.int64)
-    prev = np.zeros(nslots, np.int64)
+    state = np.empty((nslots, 2), np.int64)  # session number and last time side by side: one cache line
+    state[:, 0] = -1
     has_null = time_null.size > 0
     for i in range(keys.size):
         if has_null and time_null[i]:
             session_null[i] = True
             continue
         s, t = keys[i] - low, time[i]
-        n = number[s]
-        if n < 0 or np.uint64(t) - np.uint64(prev[s]) > limit:
+        n = state[s, 0]
+        if n < 0 or np.uint64(t) - np.uint64(state[s, 1]) > limit:
             n += 1
-            number[s] = n
-        prev[s] = t
+            state[s, 0] = n
+        state[s, 1] = t
         session[i] = n
 
 
@@ -161,7 +161,8 @@ def _running_in_row_order(keys, low, nslots, time, time_null, value, value_null,
     """
     want_sum, want_count, want_mean, want_max = sum.size > 0, count.size > 0, mean.size > 0, max.size > 0
     has_time_null, has_value_null = time_null.size > 0, value_null.size > 0
-    totals, counts, peaks = np.zeros(nslots), np.zeros(nslots, np.int64), np.full(nslots, -np.inf)
+    state = np.zeros((nslots, 2))  # total and count side by side (one cache line); exact counts to 2**53
+    peaks = np.full(nslots if want_max else 0, -np.inf)
     ties, prev = 0, 0
     for i in range(keys.size):
         if has_time_null and time_null[i]:
@@ -179,19 +180,19 @@ def _running_in_row_order(keys, low, nslots, time, time_null, value, value_null,
         prev = t
         s, x = keys[i] - low, value[i]
         if not (has_value_null and value_null[i]) and x == x:
-            totals[s] += x
-            counts[s] += 1
+            state[s, 0] += x
+            state[s, 1] += 1.0
             if want_max and x > peaks[s]:
                 peaks[s] = x
-        total, n = totals[s], counts[s]
+        total, n = state[s, 0], state[s, 1]
         if want_sum:
-            sum[i], sum_null[i] = total, n == 0
+            sum[i], sum_null[i] = total, n == 0.0
         if want_count:
-            count[i] = n
+            count[i] = np.int64(n)
         if want_mean:
-            mean[i], mean_null[i] = total / n if n > 0 else 0.0, n == 0
+            mean[i], mean_null[i] = total / n if n > 0.0 else 0.0, n == 0.0
         if want_max:
-            max[i], max_null[i] = peaks[s], n == 0
+            max[i], max_null[i] = peaks[s], n == 0.0
     if ties:
         _share_among_peers(keys, low, nslots, time, time_null,
                            sum, sum_null, count, mean, mean_null, max, max_null)
