@@ -9,11 +9,13 @@ results before it is timed:
 * dedup-latest (the last event per key).
 
 Running sum and sessionisation are also timed on input already in time order
-(rows marked ``*``), as event logs often arrive.
+(rows marked ``*``), as event logs often arrive. There pandas and pure Python
+also get the idiom that relies on that order (no sort), as ours does.
 
-pandas is timed in two idioms per task and the faster counts; it is *not*
-asked to restore the original row order (ours does). Every figure is the best
-of several runs, because the machine may be shared. Pure Python runs on a
+pandas is timed in two or three idioms per task and the fastest counts; it is
+*not* asked to restore the original row order (ours does). Every figure is the
+median CPU time of several runs after one untimed run (the machine may be
+shared; the load average is recorded around each task). Pure Python runs on a
 100K-row sample with 1K keys (the same 100 rows per key) and is extrapolated
 x100 (linear, so flattering to Python: its sort is n log n).
 
@@ -32,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,23 +59,32 @@ def make_events(rows: int, keys: int, seed: int = 0) -> pd.DataFrame:
     })
 
 
-def best_of(fn, repeat: int) -> tuple[float, object]:
-    """Best CPU seconds of ``repeat`` runs (the wall-clock best is kept in ``WALL``).
+def median_of(fn, repeat: int) -> tuple[float, object]:
+    """Median CPU seconds of ``repeat`` runs after one untimed run (details in ``RUNS``).
 
     CPU time of this single-threaded process is what the code costs; on a shared
-    machine wall time also counts the time spent waiting for a core.
+    machine wall time also counts the time spent waiting for a core. CPU time is
+    user plus system time; the system part is mostly the kernel handing out fresh
+    memory, which on this virtual machine varies several-fold from run to run, so
+    ``RUNS`` keeps both. The untimed first run keeps the first-touch cost of the
+    process's memory out of every idiom's figure alike.
     """
-    cpu, wall, result = [], [], None
+    result = fn()
+    cpu, user, system, wall = [], [], [], []
     for _ in range(repeat):
-        started, started_cpu = time.perf_counter(), time.process_time()
+        started, times = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         result = fn()
-        cpu.append(time.process_time() - started_cpu)
+        done = resource.getrusage(resource.RUSAGE_SELF)
         wall.append(time.perf_counter() - started)
-    WALL.append(min(wall))
-    return min(cpu), result
+        user.append(done.ru_utime - times.ru_utime)
+        system.append(done.ru_stime - times.ru_stime)
+        cpu.append(user[-1] + system[-1])
+    RUNS.append({"cpu_s": cpu, "user_s": user, "system_s": system,
+                 "wall_median_s": float(np.median(wall)), "user_median_s": float(np.median(user))})
+    return float(np.median(cpu)), result
 
 
-WALL: list[float] = []
+RUNS: list[dict] = []
 
 
 # -- the three tasks, three ways ---------------------------------------------------------
@@ -85,31 +97,55 @@ def ours(task: str, df: pd.DataFrame):
     return dedup_latest(df, "user", "ts")
 
 
-def pandas_variants(task: str) -> dict:
+def pandas_variants(task: str, in_time_order: bool = False) -> dict:
+    """The idioms a competent pandas user would write; with ``in_time_order`` also the
+    one that relies on the rows already being in time order (no sort)."""
     if task == "running_sum":
-        return {
+        variants = {
             "sort(user,ts)+groupby.cumsum": lambda df: df.sort_values(["user", "ts"])
             .groupby("user", sort=False)["amount"].cumsum(),
             "sort(ts)+groupby.cumsum": lambda df: df.sort_values("ts")
             .groupby("user", sort=False)["amount"].cumsum(),
         }
+        if in_time_order:
+            variants["groupby.cumsum (no sort)"] = lambda df: df.groupby("user", sort=False)["amount"].cumsum()
+        return variants
     if task == "sessionize":
         def by_shift(df):
             s = df.sort_values(["user", "ts"])
             new = s["user"].ne(s["user"].shift()) | s["ts"].diff().gt(GAP)
             return new.groupby(s["user"], sort=False).cumsum() - 1
 
-        def by_group_diff(df):
-            s = df.sort_values("ts")
+        def by_group_diff(df, sort=True):
+            s = df.sort_values("ts") if sort else df
             gap = s.groupby("user", sort=False)["ts"].diff()
             return (gap.isna() | gap.gt(GAP)).groupby(s["user"], sort=False).cumsum() - 1
-        return {"sort(user,ts)+shift+groupby.cumsum": by_shift,
-                "sort(ts)+groupby.diff+groupby.cumsum": by_group_diff}
+        variants = {"sort(user,ts)+shift+groupby.cumsum": by_shift,
+                    "sort(ts)+groupby.diff+groupby.cumsum": by_group_diff}
+        if in_time_order:
+            variants["groupby.diff+groupby.cumsum (no sort)"] = lambda df: by_group_diff(df, sort=False)
+        return variants
     return {
         "sort(ts)+drop_duplicates(keep=last)": lambda df: df.sort_values("ts", kind="stable")
         .drop_duplicates("user", keep="last"),
         "groupby.idxmax": lambda df: df.loc[df.groupby("user")["ts"].idxmax()],
     }
+
+
+def pure_python_in_order(task: str, df: pd.DataFrame):
+    """Rows already in time order: one pass with a dict of per-user state, no sort."""
+    users, stamps, amounts = df["user"].tolist(), df["ts"].astype("int64").tolist(), df["amount"].tolist()
+    out, state, prev = [0] * len(users), {}, {}
+    gap = GAP.value
+    for i, (u, t, a) in enumerate(zip(users, stamps, amounts)):
+        if task == "running_sum":
+            state[u] = out[i] = state.get(u, 0.0) + a
+        else:
+            last = prev.get(u)
+            if last is None or t - last > gap:
+                state[u] = state.get(u, -1) + 1
+            prev[u], out[i] = t, state[u]
+    return out
 
 
 def pure_python(task: str, df: pd.DataFrame):
@@ -143,24 +179,34 @@ def check(task: str, mine, theirs) -> None:
 
 
 def run_task(task: str, df: pd.DataFrame, sample: pd.DataFrame, repeat: int) -> dict:
+    in_time_order = task.endswith("*")
     task = task.rstrip("*")
+    load_before = os.getloadavg()
     ours(task, df.head(1000))  # compile or load outside the timing
-    ours_s, mine = best_of(lambda: ours(task, df), repeat)
-    ours_wall = WALL[-1]
-    pandas, pandas_wall = {}, {}
-    for name, fn in pandas_variants(task).items():
-        seconds, theirs = best_of(lambda: fn(df), max(1, repeat - 2))
+    ours_s, mine = median_of(lambda: ours(task, df), repeat)
+    ours_runs = RUNS[-1]
+    pandas, pandas_runs = {}, {}
+    for name, fn in pandas_variants(task, in_time_order).items():
+        seconds, theirs = median_of(lambda: fn(df), max(3, repeat - 2))
         check(task, mine, theirs)
-        pandas[name], pandas_wall[name] = seconds, WALL[-1]
-    py_s, py_result = best_of(lambda: pure_python(task, sample), 3)
-    if task != "dedup_latest":
-        np.testing.assert_allclose(ours(task, sample).to_numpy(dtype=float), py_result, rtol=1e-9)
+        pandas[name], pandas_runs[name] = seconds, RUNS[-1]
+    python = {"sorted loop": pure_python}
+    if in_time_order:
+        python["one pass, dict of state (no sort)"] = pure_python_in_order
+    python_s, python_runs = {}, {}
+    for name, fn in python.items():
+        python_s[name], py_result = median_of(lambda: fn(task, sample), 5)
+        python_runs[name] = RUNS[-1]
+        if task != "dedup_latest":
+            np.testing.assert_allclose(ours(task, sample).to_numpy(dtype=float), py_result, rtol=1e-9)
     best_name = min(pandas, key=pandas.get)
-    python_s = py_s * len(df) / len(sample)
-    return {"ours_s": ours_s, "ours_wall_s": ours_wall, "pandas_s": pandas,
-            "pandas_wall_s": pandas_wall, "pandas_best": best_name,
-            "python_sample_s": py_s, "python_extrapolated_s": python_s,
-            "speedup_vs_pandas": pandas[best_name] / ours_s, "speedup_vs_python": python_s / ours_s}
+    python_best = min(python_s, key=python_s.get)
+    python_est = python_s[python_best] * len(df) / len(sample)
+    return {"ours_s": ours_s, "ours_runs": ours_runs, "pandas_s": pandas, "pandas_runs": pandas_runs,
+            "pandas_best": best_name, "python_sample_s": python_s, "python_runs": python_runs,
+            "python_best": python_best, "python_extrapolated_s": python_est,
+            "speedup_vs_pandas": pandas[best_name] / ours_s, "speedup_vs_python": python_est / ours_s,
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
 
 
 # -- framework hot paths -------------------------------------------------------------------
@@ -168,16 +214,16 @@ def hot_paths(df: pd.DataFrame, repeat: int) -> dict:
     from etl.kernels import hash_rows, latest_per_key, match_keys
     frame = pd.DataFrame({"a": df["user"], "b": df["ts"].astype("int64")})
     hash_rows(frame.head(10), ["a", "b"])
-    hash_s, hashes = best_of(lambda: hash_rows(frame, ["a", "b"]), repeat)
+    hash_s, hashes = median_of(lambda: hash_rows(frame, ["a", "b"]), repeat)
     keys = hash_rows(df[["user"]], ["user"])
     latest_per_key(keys[:10], df["ts"].to_numpy()[:10])
-    latest_s, _ = best_of(lambda: latest_per_key(keys, df["ts"].to_numpy()), repeat)
+    latest_s, _ = median_of(lambda: latest_per_key(keys, df["ts"].to_numpy()), repeat)
     rng = np.random.default_rng(1)
     left = hashes[:1_000_000]
     right = np.concatenate([left[:50_000], rng.integers(0, 2**63, 50_000, dtype=np.int64).astype(np.uint64)])
     match_keys(left[:10], right[:10])
-    match_s, _ = best_of(lambda: match_keys(left, right), repeat)
-    isin_s, _ = best_of(lambda: np.isin(left, right), repeat)
+    match_s, _ = median_of(lambda: match_keys(left, right), repeat)
+    isin_s, _ = median_of(lambda: np.isin(left, right), repeat)
     return {"hash_rows_2xint64_rows_per_s": len(frame) / hash_s, "hash_rows_s": hash_s,
             "latest_per_key_s": latest_s, "match_keys_1Mx100K_s": match_s, "np_isin_1Mx100K_s": isin_s}
 
@@ -233,12 +279,14 @@ def compile_times() -> dict:
 
 # -- report --------------------------------------------------------------------------------
 def table(results: dict) -> str:
-    lines = ["CPU seconds, best of N (* = input already in time order)", f"{'task':<14}{'ours':>9}{'best pandas':>13}{'python est.':>13}{'vs pandas':>11}"
-             f"{'vs python':>11}  pandas idiom"]
+    lines = ["CPU seconds, median of N (* = input already in time order)",
+             f"{'task':<14}{'ours':>9}{'best pandas':>13}{'python est.':>13}{'vs pandas':>11}"
+             f"{'vs python':>11}  load  pandas idiom / python idiom"]
     for task, r in results["tasks"].items():
         lines.append(f"{task:<14}{r['ours_s']:>8.2f}s{r['pandas_s'][r['pandas_best']]:>12.2f}s"
                      f"{r['python_extrapolated_s']:>12.1f}s{r['speedup_vs_pandas']:>10.1f}x"
-                     f"{r['speedup_vs_python']:>10.0f}x  {r['pandas_best']}")
+                     f"{r['speedup_vs_python']:>10.0f}x  {r['loadavg_before'][0]:.1f}  "
+                     f"{r['pandas_best']} / {r['python_best']}")
     h = results["hot_paths"]
     lines += ["", f"hash_rows 2 int64 cols: {h['hash_rows_2xint64_rows_per_s'] / 1e6:,.0f} M rows/s; "
               f"latest_per_key {h['latest_per_key_s']:.2f}s; match_keys 1Mx100K "
@@ -256,7 +304,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--keys", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=5, help="best of N for ours, N-2 for pandas")
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="median of N runs for ours, of max(3, N-2) for pandas, of 5 for Python")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kernels.json"))
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -270,7 +319,7 @@ def main() -> None:
     tasks = {t: run_task(t, df, sample, args.repeat) for t in ("running_sum", "sessionize", "dedup_latest")}
     ordered, ordered_sample = df.sort_values("ts", ignore_index=True), sample.sort_values("ts", ignore_index=True)
     for t in ("running_sum", "sessionize"):  # events often arrive in time order already
-        tasks[f"{t}*"] = run_task(t, ordered, ordered_sample, args.repeat)
+        tasks[f"{t}*"] = run_task(f"{t}*", ordered, ordered_sample, args.repeat)
     results = {"rows": args.rows, "keys": args.keys, "tasks": tasks, "hot_paths": hot_paths(df, args.repeat),
                "compile": compiled, "command": " ".join(["python", "benchmarks/kernels.py", *sys.argv[1:]]),
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
