@@ -50,11 +50,13 @@ def run_in_row_order(kernel, df: pd.DataFrame, time: str, fill) -> pd.DataFrame 
     decreases over its non-null rows, each group's rows already come in
     ``order_by`` order, so a function keeping per-key state can run straight
     through the rows: no grouping, no moving columns. ``fill`` gets
-    ``(keys, low, nslots, inputs, outputs)``: row ``i`` belongs to key slot
-    ``keys[i] - low`` (see :func:`~etl.kernels._grouping.group_slots`),
-    ``inputs`` maps each input to ``(values, null)`` and ``outputs`` each output
-    to ``(values, null)`` as :func:`run_on_pandas` would pass them (null masks
-    of inputs without nulls are empty). It must give exactly the kernel's results.
+    ``(keys, low, nslots, ties, inputs, outputs)``: row ``i`` belongs to key
+    slot ``keys[i] - low`` (see :func:`~etl.kernels._grouping.group_slots`),
+    ``ties`` counts non-null rows whose time equals the previous non-null
+    row's, ``inputs`` maps each input to ``(values, null)`` and ``outputs``
+    each output to ``(values, null)`` as :func:`run_on_pandas` would pass them
+    (null masks of inputs without nulls are empty). It must give exactly the
+    kernel's results.
 
     Returns
     -------
@@ -63,26 +65,30 @@ def run_in_row_order(kernel, df: pd.DataFrame, time: str, fill) -> pd.DataFrame 
     """
     arrays = _inputs(kernel, df)
     order = arrays[time]
-    if not _nondecreasing(order.values, _NO_NULLS if order.null is None else order.null):
+    ties = _ties_in_order(order.values, _NO_NULLS if order.null is None else order.null)
+    if ties < 0:
         return None
     keys, low, nslots = group_slots(df, list(kernel.by))
     outs = _allocate(kernel, len(df))
     inputs = {k: (a.values, _NO_NULLS if a.null is None else a.null) for k, a in arrays.items()}
-    fill(keys, np.int64(low), nslots, inputs, outs)
+    fill(keys, np.int64(low), nslots, ties, inputs, outs)
     return _result(kernel, df, arrays, outs, None)
 
 
 @jit
-def _nondecreasing(values, null):
+def _ties_in_order(values, null):
+    """-1 if the non-null ``values`` ever decrease, else how many equal their predecessor."""
     has_null = null.size > 0
-    prev = np.iinfo(np.int64).min
+    prev, ties, seen = np.int64(0), 0, False
     for i in range(values.size):
         if has_null and null[i]:
             continue
-        if values[i] < prev:
-            return False
-        prev = values[i]
-    return True
+        v = values[i]
+        if seen and v < prev:
+            return -1
+        ties += seen and v == prev
+        prev, seen = v, True
+    return ties
 
 
 def _result(kernel, df: pd.DataFrame, arrays, outs, layout) -> pd.DataFrame:

@@ -42,6 +42,7 @@ import pyarrow as pa
 from pandas.api import types as ptypes
 
 from etl.errors import SchemaError
+from etl.kernels._numba import jit
 
 __all__ = ["Arrays", "KINDS", "logical_kind", "string_buffers", "to_numpy", "utc_ns"]
 
@@ -116,8 +117,22 @@ def _is_arrow(dtype, predicate) -> bool:
 def _null_mask(column: pd.Series) -> np.ndarray | None:
     if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iubf":
         return None
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "mM":  # NaT is int64's minimum
+        if not _contains(np.ascontiguousarray(column.to_numpy()).view(np.int64), _NAT):
+            return None
     null = np.ascontiguousarray(column.isna().to_numpy(dtype=bool))
     return null if null.any() else None
+
+
+_NAT = np.iinfo(np.int64).min
+
+
+@jit
+def _contains(values, value):
+    for i in range(values.size):
+        if values[i] == value:
+            return True
+    return False
 
 
 def to_numpy(column: pd.Series, kind: str) -> Arrays:

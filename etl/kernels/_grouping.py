@@ -407,9 +407,20 @@ def group_slots(df: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, int, int]:
     return np.ascontiguousarray(codes, dtype=np.int64), 0, int(size)
 
 
+@jit
+def _min_max(values):
+    low = high = values[0]
+    for i in range(1, values.size):
+        low, high = min(low, values[i]), max(high, values[i])
+    return low, high
+
+
 def _dense_integers(values: np.ndarray):
     """Integer keys spanning a small range are their own slots."""
-    low, high = int(values.min()), int(values.max())
+    if values.dtype == np.int64:  # one pass rather than numpy's two
+        low, high = (int(v) for v in _min_max(values))
+    else:
+        low, high = int(values.min()), int(values.max())
     if high - low > 2 * values.size + 1024:
         return None
     if values.dtype == np.int64:

@@ -150,20 +150,19 @@ def _fill_peers(start, end, total, n, peak, sum, sum_null, count, mean, mean_nul
 
 
 @jit
-def _running_in_row_order(keys, low, nslots, time, time_null, value, value_null,
+def _running_in_row_order(keys, low, nslots, ties, time, time_null, value, value_null,
                           sum, sum_null, count, count_null, mean, mean_null, max, max_null):
     """:func:`_running` over rows already in time order, with per-key state.
 
     Each row is written as soon as it is added. Rows sharing a time are peers
-    and must all see the state after all of them: if there are any, a second
-    pass (:func:`_share_among_peers`) fixes them. Per key, values are added in
-    the same order as the kernel adds them.
+    and must all see the state after all of them: if there are any (``ties``),
+    a second pass (:func:`_share_among_peers`) fixes them. Per key, values are
+    added in the same order as the kernel adds them.
     """
     want_sum, want_count, want_mean, want_max = sum.size > 0, count.size > 0, mean.size > 0, max.size > 0
     has_time_null, has_value_null = time_null.size > 0, value_null.size > 0
     state = np.zeros((nslots, 2))  # total and count side by side (one cache line); exact counts to 2**53
     peaks = np.full(nslots if want_max else 0, -np.inf)
-    ties, prev = 0, 0
     for i in range(keys.size):
         if has_time_null and time_null[i]:
             if want_sum:
@@ -175,9 +174,6 @@ def _running_in_row_order(keys, low, nslots, time, time_null, value, value_null,
             if want_max:
                 max_null[i] = True
             continue
-        t = time[i]
-        ties += t == prev  # counted, not branched on: ties are rare (a first time of 0 counts too; harmless)
-        prev = t
         s, x = keys[i] - low, value[i]
         if not (has_value_null and value_null[i]) and x == x:
             state[s, 0] += x
@@ -327,7 +323,7 @@ def sessionize(df, by, time: str, gap, *, out: str = "session"):
     bound = _sessions.bind(columns={"time": time}, outputs={"session": out}, by=_keys(by),
                            order_by=time, gap=span)
     if isinstance(df, pd.DataFrame):
-        def fill(keys, low, nslots, inputs, outputs):
+        def fill(keys, low, nslots, ties, inputs, outputs):
             _sessions_in_row_order(keys, low, nslots, *inputs["time"], np.int64(span),
                                    *outputs["session"])
         in_order = run_in_row_order(bound, df, "time", fill)
@@ -354,8 +350,8 @@ def running_agg(df, by, time: str, value: str, *, aggs=("sum", "count", "mean", 
     bound = _running.bind(columns={"time": time, "value": value}, outputs=names, by=_keys(by),
                           order_by=time)
     if isinstance(df, pd.DataFrame):
-        def fill(keys, low, nslots, inputs, outputs):
-            _running_in_row_order(keys, low, nslots, *inputs["time"], *inputs["value"],
+        def fill(keys, low, nslots, ties, inputs, outputs):
+            _running_in_row_order(keys, low, nslots, ties, *inputs["time"], *inputs["value"],
                                   *outputs["sum"], *outputs["count"], *outputs["mean"],
                                   *outputs["max"])
         in_order = run_in_row_order(bound, df, "time", fill)
