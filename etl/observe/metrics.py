@@ -10,6 +10,7 @@ pipeline (a textfile is a snapshot, not a counter)::
     etl_run_rows{pipeline,kind}                     read, in, inserted, updated, deleted, unchanged ...
     etl_run_files{pipeline,kind}                    added, removed
     etl_run_duration_seconds{pipeline,stage}        total, and each stage the run timed
+    etl_run_bytes{pipeline,kind}                    source_read, table_read (files a MERGE read whole), written
     etl_run_table_version{pipeline,table}           the table version the run committed or found
     etl_run_commit_attempts{pipeline}               commit attempts (conflicts make more)
     etl_run_peak_memory_bytes{pipeline,stage,scope}  workers' peak RSS per stage: scope cluster (summed
@@ -72,6 +73,7 @@ _HELP = {
     "etl_run_rows": "Rows of the last run by kind.",
     "etl_run_files": "Data files the last run added and removed.",
     "etl_run_duration_seconds": "Wall time of the last run, total and per stage.",
+    "etl_run_bytes": "Bytes the last run read from its sources and its table, and wrote to its table.",
     "etl_run_table_version": "Delta table version the last run committed or found.",
     "etl_run_commit_attempts": "Commit attempts of the last run.",
     "etl_run_peak_memory_bytes": "Peak worker RSS per stage of the last run: summed (cluster) or worst worker.",
@@ -143,6 +145,9 @@ def prometheus_text(result, now: float | None = None) -> str:
     for key, value in (result.stages or {}).items():
         if key.endswith("_seconds") and isinstance(value, (int, float)):
             f.add("etl_run_duration_seconds", {**p, "stage": key[: -len("_seconds")]}, float(value))
+    for kind in ("source_bytes_read", "table_bytes_read", "bytes_written"):
+        f.add("etl_run_bytes", {**p, "kind": kind.replace("_bytes", "").replace("bytes_", "")},
+              (result.stages or {}).get(kind))
     for stage, peak in ((result.stages or {}).get("peak_memory") or {}).items():
         f.add("etl_run_peak_memory_bytes", {**p, "stage": stage, "scope": "cluster"}, peak.get("cluster_bytes"))
         f.add("etl_run_peak_memory_bytes", {**p, "stage": stage, "scope": "worker"}, peak.get("worker_bytes"))

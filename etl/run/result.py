@@ -14,7 +14,10 @@ class RunResult:
     with this input, was already committed: nothing written) or ``unchanged``
     (nothing to write: every row already as in the table).
 
-    ``stages`` holds per-stage figures: ``read_transform_seconds``,
+    ``stages`` holds per-stage figures: ``source_bytes_read`` (the batch's source
+    files), ``table_bytes_read`` (table files a MERGE read whole to rewrite them;
+    the key-column reads that locate keys are not counted), ``bytes_written``
+    (the files committed), ``read_transform_seconds``,
     ``stage_seconds`` (from the start of read+transform to staged files, with
     ``locate_seconds``/``apply_seconds`` of a MERGE), ``commit_seconds``, and,
     when the run had a distributed client, ``peak_memory``: for each of
@@ -74,8 +77,17 @@ class RunResult:
                 ("duplicates dropped", n(self.duplicates_dropped)), ("older than table", n(self.stale)),
                 ("quarantined", n(self.quarantined)),
                 ("files added/removed", f"{self.files_added}/{self.files_removed}"),
+                ("bytes read/written", self._bytes()),
                 ("batch fingerprint", self.fingerprint or "-"), ("commit attempts", n(self.attempts)),
                 ("wall time", f"{self.wall_seconds:.2f} s"), *self._memory_rows(), ("run id", self.run_id)]
+
+    def _bytes(self) -> str:
+        st = self.stages or {}
+        if "bytes_written" not in st:
+            return "-"
+        mb = lambda v: f"{(v or 0) / 1e6:,.1f} MB"  # noqa: E731
+        return (f"source {mb(st.get('source_bytes_read'))}, table {mb(st.get('table_bytes_read'))} / "
+                f"{mb(st.get('bytes_written'))}")
 
     def _memory_rows(self) -> list[tuple[str, str]]:
         from etl.observe.memory import describe

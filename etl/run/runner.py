@@ -210,7 +210,7 @@ def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0
 def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: RetryPolicy, hook, dt,
                       schema) -> tuple[Outcome, dict]:
     p, target = plan.pipeline, plan.pipeline.target
-    stages: dict = {"rows_read": _rows_read(plan)}
+    stages: dict = {"rows_read": _rows_read(plan), "source_bytes_read": _source_bytes(plan)}
     memory = StageMemory()  # peak worker memory per stage; a no-op without a distributed client
     ts = time.perf_counter()
     with memory.stage("read_transform"):
@@ -244,6 +244,8 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
         outcome = commit(plan.target, schema, list(target.partition_by), app_id, metadata, staged, replan, policy,
                          key_columns=list(target.keys), hook=hook)
     stages["commit_seconds"] = round(time.perf_counter() - tc, 3)
+    final = outcome.staged if outcome.committed and outcome.staged else None
+    stages["bytes_written"] = int(sum(int(a["size"]) for a in final.adds)) if final else 0
     if memory.peaks:
         stages["peak_memory"] = memory.to_dict()
     return outcome, stages
@@ -304,6 +306,11 @@ def _effective(retry: RetryPolicy | None, pipeline_retry: RetryPolicy | None) ->
 
 def _hex(value: int | None) -> str | None:
     return None if value is None else f"{value % (1 << 64):016x}"
+
+
+def _source_bytes(plan: Plan) -> int:
+    """Bytes of the source files the batch reads (malformed files set aside excluded)."""
+    return int(sum(f[1] for rs in plan.sources.values() for f in rs.readable))
 
 
 def _rows_read(plan: Plan) -> int | None:

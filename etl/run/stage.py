@@ -203,7 +203,7 @@ def _overwrite_staged(adds: list, counts: dict, snap: Snapshot, touched: set, ad
     counts = {**counts, "deleted": int(sum(r.num_records or 0 for r in gone)), "files_removed": len(removes)}
     removed = sum(dask.compute(*[dask.delayed(_files_fingerprint)(spec, c) for c in _chunks(gone, LOCATE_TASKS)]))
     return Staged(adds, removes, snap, counts, depends_on=in_touched, fingerprint=(added - removed) % (1 << 64),
-                  added_fingerprint=added)
+                  added_fingerprint=added, timings={"table_bytes_read": int(sum(r.size for r in gone))})
 
 
 def overwrite_replanner(spec: MergeSpec):
@@ -393,7 +393,8 @@ class MergeStager:
         counts["files_scanned"] = len(candidates)
         counts["rows_in"] += self.dropped
         counts["duplicates_dropped"] += self.dropped
-        timings = {"locate_seconds": round(t1 - t0, 3), "apply_seconds": round(time.perf_counter() - t1, 3)}
+        timings = {"locate_seconds": round(t1 - t0, 3), "apply_seconds": round(time.perf_counter() - t1, 3),
+                   "table_bytes_read": int(sum(ref.size for refs in group_files.values() for ref in refs))}
         return Staged(adds, removes, snap, counts, depends_on=self.could_hold, timings=timings,
                       fingerprint=fingerprint)
 
