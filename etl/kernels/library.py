@@ -64,6 +64,19 @@ def _sessions(time, time_null, gap, offsets, session, session_null):
 
 
 @jit
+def _null_outputs(i, want_sum, sum_null, want_count, count_null, want_mean, mean_null, want_max, max_null):
+    """Row ``i`` gets null in every requested running output (a row whose time is null)."""
+    if want_sum:
+        sum_null[i] = True
+    if want_count:
+        count_null[i] = True
+    if want_mean:
+        mean_null[i] = True
+    if want_max:
+        max_null[i] = True
+
+
+@jit
 def _sessions_in_row_order(keys, low, nslots, time, time_null, gap, session, session_null):
     """:func:`_sessions` over rows already in time order, with per-key state."""
     limit = np.uint64(gap)
@@ -104,14 +117,8 @@ def _running(time, time_null, value, value_null, offsets,
         run, end = offsets[g], offsets[g + 1]
         for i in range(offsets[g], end):
             if time_null[i]:  # null times sort first: null outputs, and they count for no one
-                if want_sum:
-                    sum_null[i] = True
-                if want_count:
-                    count_null[i] = True
-                if want_mean:
-                    mean_null[i] = True
-                if want_max:
-                    max_null[i] = True
+                _null_outputs(i, want_sum, sum_null, want_count, count_null, want_mean, mean_null,
+                              want_max, max_null)
                 run = i + 1
                 continue
             if time[i] != time[run]:
@@ -165,14 +172,7 @@ def _running_in_row_order(keys, low, nslots, ties, time, time_null, value, value
     peaks = np.full(nslots if want_max else 0, -np.inf)
     for i in range(keys.size):
         if has_time_null and time_null[i]:
-            if want_sum:
-                sum_null[i] = True
-            if want_count:
-                count_null[i] = True
-            if want_mean:
-                mean_null[i] = True
-            if want_max:
-                max_null[i] = True
+            _null_outputs(i, want_sum, sum_null, want_count, count_null, want_mean, mean_null, want_max, max_null)
             continue
         s, x = keys[i] - low, value[i]
         if not (has_value_null and value_null[i]) and x == x:
