@@ -8,6 +8,8 @@ made outside the recorded commits shows as a mismatch.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,8 +33,7 @@ def _commit_deltas(url: str) -> dict:
 @pytest.mark.parametrize("mode", ["merge", "append", "overwrite"])
 def test_the_recorded_deltas_add_up_to_the_table_after_every_run(client, warehouse, mode):
     rng = np.random.default_rng({"merge": 1, "append": 2, "overwrite": 3}[mode])
-    p = make_pipeline(f"fp_{mode}", mode=mode) if mode == "merge" else make_pipeline(
-        f"fp_{mode}", mode=mode, schema=SCHEMA)
+    p = make_pipeline(f"fp_{mode}", mode=mode)
     url = f"{warehouse}/t"
     for i in range(1, 4):  # updates, deletes, stale rows, new partitions, a partition overwritten
         batch = random_batch(rng, 80, key_space=50, parts=2 + i, ts0=1000 * i)
@@ -71,11 +72,9 @@ def test_a_rerun_that_repairs_a_lost_ledger_record_takes_the_delta_from_the_comm
     write_batch(warehouse, "2026-01-01", random_batch(np.random.default_rng(8), 60))
     first = etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
     ledger = Ledger(warehouse)
-    rows = [s for s in ledger.history(p.name)]
+    rows = ledger.history(p.name)
     assert rows and rows[-1].fingerprint == first.fingerprint_delta
     # forget the run: a fresh warehouse ledger beside the same table
-    import shutil
-
     shutil.rmtree(f"{warehouse}/_etl_ledger", ignore_errors=True)
     assert Ledger(warehouse).state(p.name, "2026-01-01") is None
     again = etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
