@@ -126,9 +126,11 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         except BaseException as exc:
             recorder.failed(exc)
             raise
-        committed = result.files_added or result.files_removed
-        recorder.succeeded(result.ledger_rows(), result.version if committed else None,
-                           fingerprint=result.fingerprint_delta if committed else None)
+        version = result.version if result.files_added or result.files_removed else None
+        delta = result.fingerprint_delta
+        if version is not None and delta is None:  # another run committed this batch: its commit says
+            delta = commit_info(plan.target, version).get("etl.fingerprint_delta")
+        recorder.succeeded(result.ledger_rows(), version, fingerprint=delta)
         return result
 
 
