@@ -25,7 +25,7 @@ from etl.commit.keys import resolve_duplicates
 from etl.commit.validate import DELETE_COL, HASH_COL, ROW_HASH_COL
 from etl.io.storage import Location
 from etl.policy.retry import RetryPolicy
-from etl.kernels import hash_table
+from etl.kernels import hash_table, match_keys
 
 COUNTS = ("rows_in", "duplicates_dropped", "inserted", "updated", "deleted", "unchanged",
           "delete_not_found", "stale", "files_added", "files_removed")
@@ -112,23 +112,86 @@ def write_rows(spec: MergeSpec, rows: pd.DataFrame | pa.Table) -> list[dict]:
     return adds
 
 
-def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> GroupResult:
+EXTRA_COLS = (DELETE_COL, HASH_COL, ROW_HASH_COL)
+
+
+def source_table(rows: pd.DataFrame, schema: pa.Schema, extra: tuple = ()) -> pa.Table:
+    """Conformed source rows as Arrow: the schema's columns, then the framework's columns present.
+
+    ``extra`` names more plain numpy columns to carry along (e.g. a group label).
+    """
+    table = to_arrow(rows, schema)
+    for name in (*EXTRA_COLS, *extra):
+        if name in rows:
+            table = table.append_column(name, pa.array(rows[name].to_numpy()))
+    return table
+
+
+def _deduplicated(source: pa.Table, spec: MergeSpec) -> tuple[pa.Table, int]:
+    """One row per key (see :func:`resolve_duplicates`); the common case, no duplicate, costs one kernel call."""
+    from etl.kernels import duplicate_keys
+
+    hashes = _key_hashes(source, spec.keys)
+    if not len(duplicate_keys(hashes)):
+        return source, 0
+    frame = to_pandas(source.drop_columns([c for c in EXTRA_COLS if c in source.column_names]), exact=True)
+    for name in EXTRA_COLS:
+        if name in source.column_names:
+            frame[name] = source.column(name).to_numpy()
+    frame, dropped = resolve_duplicates(frame, list(spec.keys), spec.order_by)
+    return source_table(frame.reset_index(drop=True), spec.schema), dropped
+
+
+def _key_hashes(table: pa.Table, keys) -> np.ndarray:
+    if HASH_COL in table.column_names:
+        return table.column(HASH_COL).to_numpy()
+    return hash_table(table, list(keys))
+
+
+def _pairs(target: pa.Table, source: pa.Table, keys: list) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the (target row, source row) pairs with equal keys, target rows in order.
+
+    Matched by key hash, then confirmed on the key values; should two different
+    keys share a hash, the pairs come from an exact join instead.
+    """
+    s_hash = hash_table(source, keys)  # both sides hashed alike, from Arrow columns of the same types
+    t_hash = hash_table(target, keys)
+    t_pos = np.flatnonzero(match_keys(t_hash, s_hash))
+    order = np.argsort(s_hash, kind="stable")
+    s_pos = order[np.searchsorted(s_hash, t_hash[t_pos], sorter=order)]
+    take_t, take_s = pa.array(t_pos, pa.int64()), pa.array(s_pos, pa.int64())
+    exact = np.ones(len(t_pos), bool)
+    for k in keys:
+        exact &= _same(target.column(k).take(take_t), source.column(k).take(take_s).cast(target.schema.field(k).type))
+    if exact.all():
+        return t_pos, s_pos
+    pairs = to_pandas(target.select(keys)).assign(_t=np.arange(target.num_rows)).merge(
+        to_pandas(source.select(keys)).assign(_s=np.arange(source.num_rows)), on=keys, how="inner")
+    pairs = pairs.sort_values("_t", kind="stable")
+    return pairs["_t"].to_numpy(), pairs["_s"].to_numpy()
+
+
+def merge_group(spec: MergeSpec, source: pd.DataFrame | pa.Table, files: list[FileRef]) -> GroupResult:
     """Merge the source rows of one group into ``files`` (possibly none).
 
-    ``source`` holds the schema columns plus the boolean ``_etl_delete`` column.
-    The table's files and the source stay in Arrow; matched rows are compared
-    by row hash first and exactly only where the hashes agree.
+    ``source`` holds the schema columns plus, when there are deletes, the
+    boolean ``_etl_delete`` column (an Arrow table as made by
+    :func:`source_table`, or conformed pandas rows). Everything stays in Arrow:
+    rows meet by key hash (confirmed on the key values), and matched rows are
+    compared by row hash first and exactly only where the hashes agree.
     """
     keys, names = list(spec.keys), spec.schema.names
+    if isinstance(source, pd.DataFrame):
+        source = source_table(source.reset_index(drop=True), spec.schema)
     res = GroupResult()
-    res.counts["rows_in"] += len(source)
-    source, dropped = resolve_duplicates(source.reset_index(drop=True), keys, spec.order_by,
-                                         hashes=source[HASH_COL].to_numpy() if HASH_COL in source else None)
+    res.counts["rows_in"] += source.num_rows
+    source, dropped = _deduplicated(source, spec)
     res.counts["duplicates_dropped"] += dropped
-    source = source.reset_index(drop=True)
-    deletes = source[DELETE_COL].to_numpy(bool) if DELETE_COL in source else np.zeros(len(source), bool)
-    src = to_arrow(source, spec.schema)
-    src_hash = row_hashes(source, spec.schema)
+    cols = source.column_names
+    deletes = (source.column(DELETE_COL).to_numpy(zero_copy_only=False).astype(bool) if DELETE_COL in cols
+               else np.zeros(source.num_rows, bool))
+    src_hash = (source.column(ROW_HASH_COL).to_numpy() if ROW_HASH_COL in cols else hash_table(source, names))
+    src = source.select(names)
     tables = [read_file(spec.root, ref, spec.schema, policy=spec.retry) for ref in files]
     if not tables or sum(t.num_rows for t in tables) == 0:
         res.counts["delete_not_found"] += int(deletes.sum())
@@ -139,9 +202,7 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame, files: list[FileRef]) -> 
         return res
     target = pa.concat_tables(tables)
     file_of = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
-    pairs = to_pandas(target.select(keys)).assign(_t=np.arange(target.num_rows)).merge(
-        source[keys].assign(_s=np.arange(len(source))), on=keys, how="inner")
-    t_pos, s_pos = pairs["_t"].to_numpy(), pairs["_s"].to_numpy()
+    t_pos, s_pos = _pairs(target, source, keys)
     old = target.take(pa.array(t_pos, pa.int64()))
     new = src.take(pa.array(s_pos, pa.int64())).cast(old.schema)
     stale = _older(new, old, spec.order_by)

@@ -34,7 +34,7 @@ from etl.define.schema import to_pandas
 from etl.commit.files import FileRef, partition_string, read_file
 from etl.commit.keys import hash_keys, resolve_duplicates
 from etl.kernels import fingerprint_table, hash_table, match_keys
-from etl.commit.merge import COUNTS, GroupResult, MergeSpec, merge_group, row_hash_sum, write_rows
+from etl.commit.merge import COUNTS, GroupResult, MergeSpec, merge_group, row_hash_sum, source_table, write_rows
 from etl.commit.table import Snapshot
 from etl.commit.transaction import Staged, discard
 from etl.commit.validate import DELETE_COL, HASH_COL, ROW_HASH_COL, conform
@@ -42,6 +42,9 @@ from etl.commit.validate import DELETE_COL, HASH_COL, ROW_HASH_COL, conform
 GROUP_COL = "_etl_group"
 BIN_COL = "_etl_bin"
 SMALL_SHUFFLE_ROWS = 2_000_000
+#: MERGE batches up to this many rows reach the apply tasks by broadcast (each worker receives
+#: the routed batch once, each task slices its rows out); larger ones go through a p2p shuffle.
+BROADCAST_ROWS = 1_000_000
 LOCATE_TASKS = 16
 #: At most this many apply tasks; groups are packed into them by the rows they rewrite.
 MAX_APPLY_TASKS = 64
@@ -59,8 +62,8 @@ def _conform_partition(df: pd.DataFrame, schema: pa.Schema, delete_when: str | N
     table = conform(df, schema, delete_when=delete_when)
     out = to_pandas(table, exact=True)
     out[ROW_HASH_COL] = hash_table(table, schema.names)
-    if keys:
-        out[HASH_COL] = hash_keys(out, list(keys))
+    if keys:  # the same hash as a table file's keys get in _locate
+        out[HASH_COL] = hash_table(table, list(keys))
     return out
 
 
@@ -217,13 +220,19 @@ def overwrite_replanner(spec: MergeSpec):
 # ------------------------------------------------------------------ merge
 
 def _locate(spec: MergeSpec, refs: list, hashes: np.ndarray) -> list:
-    """For each file of a chunk, the batch key hashes it holds (reads only the key columns)."""
-    out = []
-    for ref in refs:
-        table = read_file(spec.root, ref, spec.schema, columns=list(spec.keys), policy=spec.retry)
-        file_hashes = hash_keys(to_pandas(table), list(spec.keys))
-        out.append(np.unique(file_hashes[match_keys(file_hashes, hashes)]))
-    return out
+    """For each file of a chunk, the batch key hashes it holds (reads only the key columns).
+
+    The key hashes are :func:`etl.kernels.hash_table`'s, as the batch's were
+    taken at conform time; the chunk's files are matched in one kernel call.
+    """
+    keys = list(spec.keys)
+    per_file = [hash_table(read_file(spec.root, ref, spec.schema, columns=keys, policy=spec.retry), keys)
+                for ref in refs]
+    if not per_file:
+        return []
+    found = match_keys(np.concatenate(per_file), hashes)
+    bounds = np.cumsum([0, *(len(h) for h in per_file)])
+    return [np.unique(h[found[a:b]]) for h, a, b in zip(per_file, bounds[:-1], bounds[1:])]
 
 
 def _shuffle_method(rows: int) -> str:
@@ -273,12 +282,50 @@ def _route(df: pd.DataFrame, routes: pd.Series, repeated: np.ndarray, part_group
     return out
 
 
-def _apply(df: pd.DataFrame, spec: MergeSpec, group_files: dict) -> pd.DataFrame:
+def _split(df: pd.DataFrame, schema: pa.Schema, nbins: int, *route_args) -> tuple[pa.Table, np.ndarray]:
+    """One source partition routed (:func:`_route`) and sorted by apply task: its rows as Arrow, and
+    where each task's rows start (task ``b`` takes rows ``starts[b]:starts[b + 1]``)."""
+    routed = _route(df, *route_args)
+    bins = routed[BIN_COL].to_numpy()
+    table = source_table(routed, schema, extra=(GROUP_COL,))
+    order = np.argsort(bins, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(bins, minlength=nbins))])
+    return table.take(pa.array(order, pa.int64())), starts
+
+
+def _apply_bin(spec: MergeSpec, group_files: dict, b: int, *splits) -> GroupResult:
+    """Apply task ``b`` of a broadcast MERGE: its rows from every routed source partition."""
+    pieces = [t.slice(int(s[b]), int(s[b + 1] - s[b])) for t, s in splits if s[b + 1] > s[b]]
+    return _apply_groups(spec, group_files, pa.concat_tables(pieces) if pieces else None)
+
+
+def _apply_frame(spec: MergeSpec, group_files: dict, df: pd.DataFrame) -> GroupResult:
+    """Apply task of a shuffled MERGE: one shuffle output partition."""
+    rows = source_table(df.reset_index(drop=True), spec.schema, extra=(GROUP_COL,)) if len(df) else None
+    return _apply_groups(spec, group_files, rows)
+
+
+def _apply_groups(spec: MergeSpec, group_files: dict, rows: pa.Table | None) -> GroupResult:
+    """Merge each group of ``rows`` (by ``_etl_group``) into its files."""
     total = GroupResult()
-    for gid, rows in df.groupby(GROUP_COL, sort=True):
-        files = group_files.get(int(gid), [])
-        total.extend(merge_group(spec, rows.drop(columns=[GROUP_COL, BIN_COL]), files))
-    return _result_frame(total)
+    if rows is None or not rows.num_rows:
+        return total
+    groups = rows.column(GROUP_COL).to_numpy()
+    order = np.argsort(groups, kind="stable")
+    rows = rows.drop_columns([GROUP_COL]).take(pa.array(order, pa.int64()))
+    ids, starts = np.unique(groups[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    for gid, a, z in zip(ids.tolist(), starts.tolist(), ends.tolist()):
+        total.extend(merge_group(spec, rows.slice(a, z - a), group_files.get(int(gid), [])))
+    return total
+
+
+def _combine(results: list) -> tuple[list, list, dict, int]:
+    """Adds, removes, summed counts and the summed fingerprint delta of the apply tasks' results."""
+    total = GroupResult(counts=Counter({k: 0 for k in COUNTS}))
+    for res in results:
+        total.extend(res)
+    return total.adds, total.removes, dict(total.counts), total.fingerprint
 
 
 def _bins(costs: np.ndarray, nbins: int) -> np.ndarray:
@@ -383,13 +430,22 @@ class MergeStager:
         total = len(groups) + new_groups
         nparts = max(1, min(total, MAX_APPLY_TASKS))
         costs = np.array([sum(r.num_records or 0 for r in refs) for refs, _ in groups] + [0] * new_groups)
-        bin_label = _bin_labels(nparts)[_bins(costs + 1, nparts)]
-        meta = self.data._meta.assign(**{GROUP_COL: pd.Series([], dtype="int64"), BIN_COL: pd.Series([], dtype="int64")})
-        routed = self.data.map_partitions(_route, routes, self.repeated, part_groups, len(groups), new_groups,
-                                          tuple(spec.partition_by), bin_label, meta=meta)
-        shuffled = routed.shuffle(on=BIN_COL, npartitions=nparts, shuffle_method=_shuffle_method(self.rows))
-        actions = shuffled.map_partitions(_apply, spec, group_files, meta=ACTION_META).compute()
-        adds, removes, counts, fingerprint = _collect(actions)
+        bins = _bins(costs + 1, nparts)
+        route_args = (dask.delayed(routes), self.repeated, part_groups, len(groups), new_groups,
+                      tuple(spec.partition_by))
+        files = dask.delayed(group_files, traverse=False)
+        if self.rows <= BROADCAST_ROWS:  # every worker gets the routed batch once; no shuffle
+            splits = [dask.delayed(_split)(part, spec.schema, nparts, *route_args, bins)
+                      for part in self.data.to_delayed()]
+            tasks = [dask.delayed(_apply_bin)(spec, files, b, *splits) for b in range(nparts)]
+        else:
+            meta = self.data._meta.assign(**{GROUP_COL: pd.Series([], dtype="int64"),
+                                             BIN_COL: pd.Series([], dtype="int64")})
+            routed = self.data.map_partitions(_route, *route_args, _bin_labels(nparts)[bins], meta=meta)
+            shuffled = routed.shuffle(on=BIN_COL, npartitions=nparts, shuffle_method="p2p")
+            tasks = [dask.delayed(_apply_frame)(spec, files, part) for part in shuffled.to_delayed()]
+        results = dask.compute(*tasks)
+        adds, removes, counts, fingerprint = _combine(results)
         counts["files_scanned"] = len(candidates)
         counts["rows_in"] += self.dropped
         counts["duplicates_dropped"] += self.dropped
