@@ -30,6 +30,17 @@ def local_cluster_size() -> int:
     return int(os.environ.get("ETL_WORKERS", min(4, os.cpu_count() or 1)))
 
 
+def local_processes() -> bool:
+    """Whether the embedded cluster runs worker processes (``ETL_LOCAL_PROCESSES=1``) or threads.
+
+    Threads are the default: one in-process worker with a thread per core starts
+    at once and imports nothing again, and the commit path's work (Arrow,
+    Parquet, numba kernels) runs without the GIL. Worker processes suit
+    transforms that hold the GIL (pure-Python pandas code) and isolate memory.
+    """
+    return os.environ.get("ETL_LOCAL_PROCESSES", "").strip().lower() in ("1", "true", "yes")
+
+
 @contextlib.contextmanager
 def connect(client=None, scheduler: str | None = None, security=None,
             n_workers: int | None = None) -> Iterator[object]:
@@ -46,7 +57,9 @@ def connect(client=None, scheduler: str | None = None, security=None,
     security : distributed.Security, optional
         TLS settings for ``tls://`` schedulers.
     n_workers : int, optional
-        Workers of the in-process LocalCluster (default: ``ETL_WORKERS`` or up to 4).
+        Parallel tasks of the embedded LocalCluster (default: ``ETL_WORKERS`` or the cores, up
+        to 4): threads of one in-process worker, or worker processes with
+        ``ETL_LOCAL_PROCESSES=1`` (see :func:`local_processes`).
     """
     from distributed import Client, LocalCluster
 
@@ -70,10 +83,13 @@ def connect(client=None, scheduler: str | None = None, security=None,
         finally:
             remote.close()
         return
-    workers = n_workers or local_cluster_size()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+    slots, processes = n_workers or local_cluster_size(), local_processes()
+    shape = dict(n_workers=slots, threads_per_worker=1) if processes else dict(n_workers=1, threads_per_worker=slots)
+    with LocalCluster(**shape, processes=processes, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster, set_as_default=False) as local:
-        log.info("started a local Dask cluster: %d workers, dashboard %s", workers, local.dashboard_link)
+        log.info("started a local Dask cluster: %s, dashboard %s",
+                 f"{slots} worker processes" if processes else f"one in-process worker, {slots} threads",
+                 local.dashboard_link)
         with local.as_current():
             yield local
 
