@@ -30,7 +30,8 @@ from etl.policy.retry import RetryPolicy
 from etl.run.cluster import connect, ship_code, warm_kernels
 from etl.run.record import RunRecorder
 from etl.run.result import RunResult
-from etl.run.stage import MergeStager, batch_fingerprint, conformed, overwrite_replanner, stage_append
+from etl.run.stage import (MergeStager, batch_fingerprint, conformed, fits_in_memory, overwrite_replanner,
+                            stage_append)
 
 log = logging.getLogger("etl.run")
 
@@ -216,20 +217,29 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
     memory = StageMemory()  # peak worker memory per stage; a no-op without a distributed client
     ts = time.perf_counter()
     with memory.stage("read_transform"):
+        in_memory = True
         if p.contract is None:
-            data = _persisted(conformed(output, schema, target.delete_when, target.keys))
+            data = conformed(output, schema, target.delete_when, target.keys)
+            in_memory = target.mode != "merge" or fits_in_memory(stages["source_bytes_read"], _cluster_memory())
+            stages["batch"] = "in_memory" if in_memory else "streamed"
+            if in_memory:
+                data = _persisted(data)
+            else:
+                log.info("batch %s: %d source bytes are more than cluster memory holds comfortably; "
+                         "streaming it (read twice, shuffled through disk)", plan.batch, stages["source_bytes_read"])
         else:
             data, stages["quarantined"] = _under_contract(plan, output, run_id, app_id, schema)
     stages["read_transform_seconds"] = round(time.perf_counter() - ts, 3)
     with memory.stage("stage"):
-        stages["fingerprint"] = batch_fingerprint(data)
         spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id,
                          retry=policy)
         snap = snapshot(dt, list(target.keys))
         if target.mode == "merge":
-            stager = MergeStager(data, spec)
+            stager = MergeStager(data, spec, in_memory=in_memory)  # one pass: keys, bounds, fingerprint
+            stages["fingerprint"] = stager.fingerprint
             staged, replan = stager.stage(snap), stager.replan
         else:
+            stages["fingerprint"] = batch_fingerprint(data)
             staged = stage_append(data, spec, snap, overwrite=target.mode == "overwrite")
             replan = overwrite_replanner(spec) if target.mode == "overwrite" else (lambda s, now: s)
     stages.update(staged.timings)
@@ -283,6 +293,17 @@ def _under_contract(plan: Plan, output, run_id: str, app_id: str, schema):
                                  batch=plan.batch, at=datetime.now(timezone.utc))
         write_quarantine(quarantine_url(plan.warehouse), table, app_id, p.target.storage_options)
     return data, stats.rows_quarantined + stats.files_quarantined
+
+
+def _cluster_memory() -> int | None:
+    """Total memory limit of the current cluster's workers (None: unknown or unlimited)."""
+    from etl.run.cluster import current_client
+
+    client = current_client()
+    if client is None:
+        return None
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    return int(sum(limits)) if limits and all(limits) else None
 
 
 def _persisted(frame):

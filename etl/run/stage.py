@@ -43,7 +43,8 @@ GROUP_COL = "_etl_group"
 BIN_COL = "_etl_bin"
 SMALL_SHUFFLE_ROWS = 2_000_000
 #: MERGE batches up to this many rows reach the apply tasks by broadcast (each worker receives
-#: the routed batch once, each task slices its rows out); larger ones go through a p2p shuffle.
+#: the routed batch once, each task slices its rows out); larger ones held in cluster memory are
+#: split in memory (each task fetches its slices), and the rest go through a p2p shuffle on disk.
 BROADCAST_ROWS = 1_000_000
 LOCATE_TASKS = 16
 #: At most this many apply tasks; groups are packed into them by the rows they rewrite.
@@ -137,10 +138,36 @@ def batch_fingerprint(data: dd.DataFrame) -> str:
     partition was conformed; equal multisets of rows give equal fingerprints, so
     two runs over the same input can be compared, and a table verified later.
     """
-    parts = data.map_partitions(_fingerprint_partition, meta=pd.Series([], dtype="int64"))
-    halves = parts.compute().to_numpy().reshape(-1, 2)
+    return _fingerprint_hex(_fingerprint_parts(data).compute())
+
+
+def _fingerprint_parts(data: dd.DataFrame) -> dd.Series:
+    return data.map_partitions(_fingerprint_partition, meta=pd.Series([], dtype="int64"))
+
+
+def _fingerprint_hex(parts: pd.Series) -> str:
+    halves = parts.to_numpy().reshape(-1, 2)
     total = (int(halves[:, 0].sum()) << 32) + int(halves[:, 1].sum())
     return f"{total % (1 << 64):016x}"
+
+
+#: Source bytes grow about this much held as conformed pandas frames (Parquet of TPC-H line items: 7.5x).
+MEMORY_EXPANSION = 8
+#: Share of the cluster's memory a persisted batch may take (Dask spills from 0.6).
+MEMORY_SHARE = 0.4
+
+
+def fits_in_memory(source_bytes: int, cluster_memory: int | None) -> bool:
+    """Whether a batch read from ``source_bytes`` of files may be held in cluster memory.
+
+    Examples
+    --------
+    >>> fits_in_memory(250 * 2**20, 24 * 2**30), fits_in_memory(2600 * 2**20, 24 * 2**30)
+    (True, False)
+    >>> fits_in_memory(10**12, None)  # no known limit: hold it
+    True
+    """
+    return cluster_memory is None or source_bytes * MEMORY_EXPANSION <= MEMORY_SHARE * cluster_memory
 
 
 # ------------------------------------------------------------------ results of tasks
@@ -245,14 +272,33 @@ def _chunks(items: list, n: int) -> list:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _partition_ids(df: pd.DataFrame, partition_by: tuple) -> pd.Series:
-    """Each row's table partition as its Delta log string form (JSON), computed once per distinct value."""
+def _partition_codes(df: pd.DataFrame, partition_by: tuple) -> tuple[np.ndarray, list]:
+    """Each row's table partition as a code into a list of Delta log string forms (JSON).
+
+    Examples
+    --------
+    >>> codes, names = _partition_codes(pd.DataFrame({"m": ["b", "a", "b"]}), ("m",))
+    >>> codes.tolist(), names
+    ([0, 1, 0], ['{"m": "b"}', '{"m": "a"}'])
+    """
     cols = list(partition_by)
-    distinct = df[cols].drop_duplicates()
+    codes = np.zeros(len(df), dtype=np.int64)
+    for c in cols:
+        col_codes, uniques = pd.factorize(df[c], use_na_sentinel=False)
+        codes = codes * max(1, len(uniques)) + col_codes
+    codes, combos = pd.factorize(codes)
+    first = np.empty(len(combos), dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # each partition's first row
+    rows = df[cols].iloc[first]
     names = [json.dumps({c: partition_string(v) for c, v in zip(cols, row)}, sort_keys=True)
-             for row in distinct.itertuples(index=False)]
-    lookup = distinct.assign(_etl_part=names)
-    return df[cols].merge(lookup, on=cols, how="left")["_etl_part"].set_axis(df.index)
+             for row in rows.itertuples(index=False)]
+    return codes.astype(np.int64), names
+
+
+def _stable_hash(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode()) * 2654435761 % (1 << 63)
 
 
 def _route(df: pd.DataFrame, routes: pd.Series, repeated: np.ndarray, part_groups: dict, first_new: int,
@@ -268,10 +314,10 @@ def _route(df: pd.DataFrame, routes: pd.Series, repeated: np.ndarray, part_group
     group = routes.reindex(hashes).to_numpy()
     by_key = np.isin(hashes, repeated)
     if partition_by:
-        parts = _partition_ids(df, partition_by)
-        joins = parts.map(part_groups).to_numpy(dtype="float64")
+        codes, names = _partition_codes(df, partition_by)
+        joins = np.array([part_groups.get(n, np.nan) for n in names], dtype="float64")[codes]
         group = np.where(np.isnan(group) & ~by_key, joins, group)
-        spread = pd.util.hash_pandas_object(parts, index=False).to_numpy()
+        spread = np.array([_stable_hash(n) for n in names], dtype=np.uint64)[codes]
     else:
         spread = np.zeros(len(df), dtype=np.uint64)
     spread = np.where(by_key, hashes, spread)
@@ -299,6 +345,18 @@ def _apply_bin(spec: MergeSpec, group_files: dict, b: int, *splits) -> GroupResu
     return _apply_groups(spec, group_files, pa.concat_tables(pieces) if pieces else None)
 
 
+def _piece(split: tuple, b: int) -> pa.Table | None:
+    """Apply task ``b``'s rows of one routed partition (None if it has none)."""
+    table, starts = split
+    return table.slice(int(starts[b]), int(starts[b + 1] - starts[b])) if starts[b + 1] > starts[b] else None
+
+
+def _apply_pieces(spec: MergeSpec, group_files: dict, *pieces) -> GroupResult:
+    """Apply task of an in-memory MERGE: its pieces of the routed partitions."""
+    pieces = [p for p in pieces if p is not None]
+    return _apply_groups(spec, group_files, pa.concat_tables(pieces) if pieces else None)
+
+
 def _apply_frame(spec: MergeSpec, group_files: dict, df: pd.DataFrame) -> GroupResult:
     """Apply task of a shuffled MERGE: one shuffle output partition."""
     rows = source_table(df.reset_index(drop=True), spec.schema, extra=(GROUP_COL,)) if len(df) else None
@@ -312,7 +370,9 @@ def _apply_groups(spec: MergeSpec, group_files: dict, rows: pa.Table | None) -> 
         return total
     groups = rows.column(GROUP_COL).to_numpy()
     order = np.argsort(groups, kind="stable")
-    rows = rows.drop_columns([GROUP_COL]).take(pa.array(order, pa.int64()))
+    rows = rows.drop_columns([GROUP_COL])
+    if groups[0] != groups[-1] or (groups != groups[0]).any():
+        rows = rows.take(pa.array(order, pa.int64()))
     ids, starts = np.unique(groups[order], return_index=True)
     ends = np.append(starts[1:], len(order))
     for gid, a, z in zip(ids.tolist(), starts.tolist(), ends.tolist()):
@@ -381,11 +441,20 @@ def _overlaps(stats: dict, lo: dict, hi: dict) -> bool:
 class MergeStager:
     """Stages one MERGE batch; can redo it against a newer snapshot after a conflict."""
 
-    def __init__(self, data: dd.DataFrame, spec: MergeSpec):
-        self.data, self.spec = data, spec
+    def __init__(self, data: dd.DataFrame, spec: MergeSpec, in_memory: bool = True):
+        """One pass over ``data`` for its key hashes, key bounds, row count and fingerprint.
+
+        ``in_memory`` says whether ``data`` is held in cluster memory (persisted):
+        a batch too large for that is read again by the shuffle to the apply
+        tasks, which then goes through disk (p2p) instead of memory.
+        """
+        self.data, self.spec, self.in_memory = data, spec, in_memory
         key_frame = data[[*spec.keys, HASH_COL]]
-        hashes, lo, hi, n = dask.compute(key_frame[HASH_COL], key_frame[list(spec.keys)].min(),
-                                         key_frame[list(spec.keys)].max(), key_frame.shape[0])
+        part_keys = [k for k in spec.keys if k in spec.partition_by]
+        hashes, lo, hi, n, fp, *part_values = dask.compute(
+            key_frame[HASH_COL], key_frame[list(spec.keys)].min(), key_frame[list(spec.keys)].max(),
+            key_frame.shape[0], _fingerprint_parts(data), *[data[k].drop_duplicates() for k in part_keys])
+        self.fingerprint = _fingerprint_hex(fp)
         self.hashes, counts = np.unique(hashes.to_numpy(np.uint64), return_counts=True)
         self.repeated = self.hashes[counts > 1]
         self.rows = int(n)
@@ -396,9 +465,8 @@ class MergeStager:
             self.repeated = self.repeated[:0]
         self.lo = {k: _stat_value(v) for k, v in lo.items()}
         self.hi = {k: _stat_value(v) for k, v in hi.items()}
-        part_keys = [k for k in spec.keys if k in spec.partition_by]
-        self.part_values = {k: set(partition_string(v) for v in
-                                   data[k].drop_duplicates().compute().tolist()) for k in part_keys}
+        self.part_values = {k: set(partition_string(v) for v in values.tolist())
+                            for k, values in zip(part_keys, part_values)}
 
     def could_hold(self, ref: FileRef, stats: dict) -> bool:
         """Whether a table file may hold one of the batch's keys."""
@@ -421,7 +489,7 @@ class MergeStager:
         pairs = [(h, gid) for gid, (_, hs) in enumerate(groups) for h in hs]
         routes = pd.Series(np.array([g for _, g in pairs], dtype="float64"),
                            index=pd.Index(np.array([h for h, _ in pairs], dtype=np.uint64)))
-        new_groups = max(1, min(self.data.npartitions, 64))
+        new_groups = max(1, min(64, max(self.data.npartitions, self.rows // 200_000)))  # balance big loads
         group_files = {gid: refs for gid, (refs, _) in enumerate(groups)}
         part_groups = {}
         for gid, (refs, _) in enumerate(groups):
@@ -438,7 +506,12 @@ class MergeStager:
             splits = [dask.delayed(_split)(part, spec.schema, nparts, *route_args, bins)
                       for part in self.data.to_delayed()]
             tasks = [dask.delayed(_apply_bin)(spec, files, b, *splits) for b in range(nparts)]
-        else:
+        elif self.in_memory:  # each task fetches its slice of every routed partition, in memory
+            splits = [dask.delayed(_split)(part, spec.schema, nparts, *route_args, bins)
+                      for part in self.data.to_delayed()]
+            tasks = [dask.delayed(_apply_pieces)(spec, files, *[dask.delayed(_piece)(sp, b) for sp in splits])
+                     for b in range(nparts)]
+        else:  # too large for memory: a p2p shuffle, through disk
             meta = self.data._meta.assign(**{GROUP_COL: pd.Series([], dtype="int64"),
                                              BIN_COL: pd.Series([], dtype="int64")})
             routed = self.data.map_partitions(_route, *route_args, _bin_labels(nparts)[bins], meta=meta)

@@ -11,13 +11,18 @@ from tests.core.helpers import (data_files_on_disk, live_files, make_pipeline, o
                                 table_frame, write_batch)
 
 
-@pytest.mark.parametrize("route", ["broadcast", "shuffle"])
+@pytest.mark.parametrize("route", ["broadcast", "in_memory", "streamed"])
 def test_sequence_of_batches_equals_pandas_oracle(client, warehouse, route, monkeypatch):
+    """The three ways rows reach the apply tasks: broadcast (small batches), slices of the batch held
+    in memory (large ones), a p2p shuffle of a batch streamed from its source (too large for memory)."""
     import importlib
 
     stage = importlib.import_module("etl.run.stage")  # ``etl.run`` is also the run function
-    if route == "shuffle":  # the path of batches too large to broadcast: a p2p shuffle to the apply tasks
+    runner = importlib.import_module("etl.run.runner")
+    if route != "broadcast":
         monkeypatch.setattr(stage, "BROADCAST_ROWS", 0)
+    if route == "streamed":
+        monkeypatch.setattr(runner, "fits_in_memory", lambda source_bytes, memory: False)
     rng = np.random.default_rng(7)
     p = make_pipeline()
     batches = []
@@ -27,6 +32,7 @@ def test_sequence_of_batches_equals_pandas_oracle(client, warehouse, route, monk
         batches.append(batch)
         result = etl.run(p, date=f"2026-01-0{day}", warehouse=warehouse, client=client)
         assert result.status == "committed"
+        assert result.stages["batch"] == ("streamed" if route == "streamed" else "in_memory")
         got = table_frame(f"{warehouse}/t")
         want = oracle(batches)
         pd.testing.assert_frame_equal(got, want)

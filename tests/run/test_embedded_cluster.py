@@ -10,7 +10,7 @@ import sys
 import deltalake
 import pytest
 
-from etl.run.cluster import connect, local_processes
+from etl.run.cluster import local_processes
 
 
 @pytest.mark.parametrize("processes", ["", "1"])
@@ -28,11 +28,8 @@ def test_cli_run_on_the_embedded_cluster_commits_the_example(tmp_path, processes
     assert shape in done.stderr
 
 
-def test_embedded_cluster_shape_follows_the_environment(monkeypatch):
-    monkeypatch.setenv("ETL_WORKERS", "2")
-    monkeypatch.delenv("ETL_LOCAL_PROCESSES", raising=False)
-    assert not local_processes()
-    with connect() as client:
-        info = client.scheduler_info()["workers"]
-        assert [w["nthreads"] for w in info.values()] == [2]
-        assert all(address.startswith("inproc://") for address in info)  # in this very process
+@pytest.mark.parametrize("value, processes", [("", False), ("0", False), ("1", True), ("true", True),
+                                               ("YES", True)])
+def test_embedded_cluster_shape_follows_the_environment(monkeypatch, value, processes):
+    monkeypatch.setenv("ETL_LOCAL_PROCESSES", value)
+    assert local_processes() is processes
