@@ -341,7 +341,32 @@ for _command in _MAINTENANCE:
 
 
 def main() -> None:
-    cli(prog_name="etl")
+    """The ``etl`` command: run it, flush its output, and exit with its code.
+
+    The process then ends without the interpreter's teardown of every loaded
+    module (pandas, numba, LLVM, distributed: about 0.7 s, most of a short
+    run's overhead). Nothing is lost: clusters and clients are closed, files
+    written and closed, and logs flushed before. ``ETL_FAST_EXIT=0`` keeps the
+    normal teardown.
+    """
+    import os
+
+    code: object = 0
+    try:
+        cli(prog_name="etl")
+    except SystemExit as exc:
+        code = exc.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # a message, as sys.exit("...") would print it
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.environ.get("ETL_FAST_EXIT", "1").strip() != "0":
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

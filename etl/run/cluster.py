@@ -59,7 +59,9 @@ def connect(client=None, scheduler: str | None = None, security=None,
     n_workers : int, optional
         Parallel tasks of the embedded LocalCluster (default: ``ETL_WORKERS`` or the cores, up
         to 4): threads of one in-process worker, or worker processes with
-        ``ETL_LOCAL_PROCESSES=1`` (see :func:`local_processes`).
+        ``ETL_LOCAL_PROCESSES=1`` (see :func:`local_processes`). Its dashboard
+        (a web server on a free port; loading bokeh takes most of a second)
+        starts only with ``ETL_DASHBOARD=1``.
     """
     from distributed import Client, LocalCluster
 
@@ -85,11 +87,12 @@ def connect(client=None, scheduler: str | None = None, security=None,
         return
     slots, processes = n_workers or local_cluster_size(), local_processes()
     shape = dict(n_workers=slots, threads_per_worker=1) if processes else dict(n_workers=1, threads_per_worker=slots)
-    with LocalCluster(**shape, processes=processes, dashboard_address=":0",
+    dashboard = ":0" if os.environ.get("ETL_DASHBOARD", "").strip().lower() in ("1", "true", "yes") else None
+    with LocalCluster(**shape, processes=processes, dashboard_address=dashboard,
                       silence_logs=logging.ERROR) as cluster, Client(cluster, set_as_default=False) as local:
-        log.info("started a local Dask cluster: %s, dashboard %s",
+        log.info("started a local Dask cluster: %s, %s",
                  f"{slots} worker processes" if processes else f"one in-process worker, {slots} threads",
-                 local.dashboard_link)
+                 f"dashboard {local.dashboard_link}" if dashboard else "no dashboard (ETL_DASHBOARD=1 starts one)")
         with local.as_current():
             yield local
 
