@@ -296,8 +296,9 @@ def kernel(func=None, *, inputs: dict[str, str], outputs: dict[str, str],
 def warm_up(*kernels: Kernel) -> dict[str, dict]:
     """Compile (or load from the on-disk cache) each kernel now, in this process.
 
-    Also loads the framework's own helpers (hashing, key matching, grouping),
-    so ``warm_up()`` with no kernels prepares the MERGE hot paths. Run it where
+    Also loads the framework's own helpers: hashing and key matching always, so
+    ``warm_up()`` with no kernels prepares the MERGE hot paths, and grouping when
+    there are kernels to run. Run it where
     the work will run, e.g. on every Dask worker through
     :class:`etl.frames.kernel_apply.WarmUpKernels`, so the first task does not
     pay for it.
@@ -307,5 +308,5 @@ def warm_up(*kernels: Kernel) -> dict[str, dict]:
     dict
         ``{kernel name: compile stats}`` (see :meth:`Kernel.compile_stats`).
     """
-    warm_up_internals()
+    warm_up_internals(grouping=bool(kernels))
     return {k.name: k.warm_up() for k in kernels}

@@ -22,7 +22,7 @@ from etl.kernels._keys import duplicate_keys, latest_per_code, latest_per_key, m
 
 __all__ = ["warm_up_internals"]
 
-_DONE = False
+_DONE: set = set()
 
 
 def _sample() -> pd.DataFrame:
@@ -33,30 +33,39 @@ def _sample() -> pd.DataFrame:
     })
 
 
-def warm_up_internals() -> bool:
-    """Run every internal numba helper once on tiny inputs; later calls return at once.
+def warm_up_internals(grouping: bool = True) -> bool:
+    """Run the internal numba helpers once on tiny inputs; later calls return at once.
+
+    Parameters
+    ----------
+    grouping : bool, default True
+        Also the grouping and row-order helpers that kernels use. Without them,
+        only what every run needs: row and key hashing, key matching, latest per key.
 
     Returns
     -------
     bool
         ``True`` once the helpers are loaded in this process.
     """
-    global _DONE
-    if _DONE:
+    wanted = {"hashing", "grouping"} if grouping else {"hashing"}
+    if wanted <= _DONE:
         return True
     frame = _sample()
     hashes = hash_rows(frame, list(frame.columns))
-    for order in (frame["i"], frame["f"], frame["t"], frame["n"], None):
-        latest_per_key(hashes, order)
-    duplicate_keys(hashes)
-    match_keys(hashes, hashes[:1])
-    codes, ngroups = group_codes(frame, ["i"])
-    latest_per_code(codes, ngroups, frame["t"])
-    for order_by in ("i", "f", "n"):
-        group_layout(frame, ["s"], order_by)
-    warm_up_grouping()
-    _warm_up_row_order(frame)
-    _DONE = True
+    if "hashing" not in _DONE:
+        for order in (frame["i"], frame["f"], frame["t"], frame["n"], None):
+            latest_per_key(hashes, order)
+        duplicate_keys(hashes)
+        match_keys(hashes, hashes[:1])
+        _DONE.add("hashing")
+    if grouping and "grouping" not in _DONE:
+        codes, ngroups = group_codes(frame, ["i"])
+        latest_per_code(codes, ngroups, frame["t"])
+        for order_by in ("i", "f", "n"):
+            group_layout(frame, ["s"], order_by)
+        warm_up_grouping()
+        _warm_up_row_order(frame)
+        _DONE.add("grouping")
     return True
 
 

@@ -48,7 +48,7 @@ SMALL_SHUFFLE_ROWS = 2_000_000
 BROADCAST_ROWS = 1_000_000
 LOCATE_TASKS = 16
 #: At most this many apply tasks; groups are packed into them by the rows they rewrite.
-MAX_APPLY_TASKS = 64
+MAX_APPLY_TASKS = 128
 ACTION_META = pd.DataFrame({"kind": pd.Series([], dtype=object), "path": pd.Series([], dtype=object),
                             "size": pd.Series([], dtype="int64"),
                             "partition_values": pd.Series([], dtype=object),
@@ -480,7 +480,7 @@ class MergeStager:
         t0 = time.perf_counter()
         candidates = [ref for p, ref in snap.files.items() if self.could_hold(ref, snap.stats.get(p, {}))]
         # one graph node for the batch's keys, named by content: runs sharing a client never collide
-        hashes = dask.delayed(self.hashes)
+        hashes = _shared(self.hashes)
         chunks = _chunks(candidates, LOCATE_TASKS)
         found = [h for part in dask.compute(*[dask.delayed(_locate)(spec, c, hashes) for c in chunks])
                  for h in part]
@@ -499,9 +499,9 @@ class MergeStager:
         nparts = max(1, min(total, MAX_APPLY_TASKS))
         costs = np.array([sum(r.num_records or 0 for r in refs) for refs, _ in groups] + [0] * new_groups)
         bins = _bins(costs + 1, nparts)
-        route_args = (dask.delayed(routes), self.repeated, part_groups, len(groups), new_groups,
+        route_args = (_shared(routes), self.repeated, part_groups, len(groups), new_groups,
                       tuple(spec.partition_by))
-        files = dask.delayed(group_files, traverse=False)
+        files = _shared(group_files)
         if self.rows <= BROADCAST_ROWS:  # every worker gets the routed batch once; no shuffle
             splits = [dask.delayed(_split)(part, spec.schema, nparts, *route_args, bins)
                       for part in self.data.to_delayed()]
@@ -543,6 +543,17 @@ def _deduplicated(data: dd.DataFrame, repeated: np.ndarray, spec: MergeSpec) -> 
     resolved = data[is_dup].shuffle(on=HASH_COL, shuffle_method=_shuffle_method(len(repeated) * 2)).map_partitions(_resolve_partition, tuple(spec.keys),
                                                                  spec.order_by, meta=data._meta)
     return dd.concat([data[~is_dup], resolved]).persist()
+
+
+def _shared(obj):
+    """``obj`` for many tasks: scattered once to every worker (named by content, so runs sharing a
+    client never collide), or one graph node without a distributed client."""
+    from etl.run.cluster import current_client
+
+    client = current_client()
+    if client is None:
+        return dask.delayed(obj, traverse=False)
+    return client.scatter([obj], broadcast=True, hash=True)[0]  # in a list: a dict is one object
 
 
 def _stat_value(v):
