@@ -48,7 +48,7 @@ SMALL_SHUFFLE_ROWS = 2_000_000
 BROADCAST_ROWS = 1_000_000
 LOCATE_TASKS = 16
 #: At most this many apply tasks; groups are packed into them by the rows they rewrite.
-MAX_APPLY_TASKS = 128
+MAX_APPLY_TASKS = 64
 ACTION_META = pd.DataFrame({"kind": pd.Series([], dtype=object), "path": pd.Series([], dtype=object),
                             "size": pd.Series([], dtype="int64"),
                             "partition_values": pd.Series([], dtype=object),
