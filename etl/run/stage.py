@@ -49,12 +49,6 @@ BROADCAST_ROWS = 1_000_000
 LOCATE_TASKS = 16
 #: At most this many apply tasks; groups are packed into them by the rows they rewrite.
 MAX_APPLY_TASKS = 64
-ACTION_META = pd.DataFrame({"kind": pd.Series([], dtype=object), "path": pd.Series([], dtype=object),
-                            "size": pd.Series([], dtype="int64"),
-                            "partition_values": pd.Series([], dtype=object),
-                            "modification_time": pd.Series([], dtype="int64"),
-                            "stats": pd.Series([], dtype=object)})
-
 
 # ------------------------------------------------------------------ 1. conform
 
@@ -170,44 +164,18 @@ def fits_in_memory(source_bytes: int, cluster_memory: int | None) -> bool:
     return cluster_memory is None or source_bytes * MEMORY_EXPANSION <= MEMORY_SHARE * cluster_memory
 
 
-# ------------------------------------------------------------------ results of tasks
-
-def _result_frame(res: GroupResult) -> pd.DataFrame:
-    rows = [{"kind": "add", **{k: a[k] for k in ("path", "size", "partition_values", "modification_time",
-                                                   "stats")}} for a in res.adds]
-    rows += [{"kind": "remove", "path": r["path"], "size": r["size"], "partition_values": r["partition_values"],
-              "modification_time": 0, "stats": ""} for r in res.removes]
-    rows += [{"kind": "count", "path": k, "size": int(v), "partition_values": "", "modification_time": 0,
-              "stats": ""} for k, v in res.counts.items()]
-    rows.append({"kind": "fingerprint", "path": "", "size": res.fingerprint >> 32,
-                 "partition_values": "", "modification_time": res.fingerprint & 0xFFFFFFFF, "stats": ""})
-    return pd.DataFrame(rows, columns=ACTION_META.columns).astype(ACTION_META.dtypes.to_dict())
-
-
-def _collect(actions: pd.DataFrame) -> tuple[list, list, dict, int]:
-    """Adds, removes, summed counts and the summed fingerprint delta of the tasks' result frames."""
-    adds = actions[actions.kind == "add"].drop(columns="kind").to_dict("records")
-    removes = actions[actions.kind == "remove"].drop(columns="kind").to_dict("records")
-    counts = Counter({k: 0 for k in COUNTS})
-    for name, value in actions.loc[actions.kind == "count", ["path", "size"]].itertuples(index=False):
-        counts[name] += int(value)
-    fp = actions.loc[actions.kind == "fingerprint", ["size", "modification_time"]]
-    delta = ((int(fp["size"].sum()) << 32) + int(fp["modification_time"].sum())) % (1 << 64)
-    return adds, removes, dict(counts), delta
-
-
 # ------------------------------------------------------------------ append / overwrite
 
-def _write_partition(df: pd.DataFrame, spec: MergeSpec) -> pd.DataFrame:
+def _write_partition(df: pd.DataFrame, spec: MergeSpec) -> GroupResult:
     res = GroupResult(adds=write_rows(spec, df), fingerprint=row_hash_sum(df, spec.schema))
     res.counts.update(rows_in=len(df), inserted=len(df), files_added=len(res.adds))
-    return _result_frame(res)
+    return res
 
 
 def stage_append(data: dd.DataFrame, spec: MergeSpec, snap: Snapshot, overwrite: bool) -> Staged:
     """Write every partition's rows as new files; for overwrite, remove the partitions they touch."""
-    actions = data.map_partitions(_write_partition, spec, meta=ACTION_META).compute()
-    adds, _, counts, fingerprint = _collect(actions)
+    adds, _, counts, fingerprint = _combine(dask.compute(*[dask.delayed(_write_partition)(part, spec)
+                                                           for part in data.to_delayed()]))
     if not overwrite:
         return Staged(adds, [], snap, counts, fingerprint=fingerprint)
     touched = {a["partition_values"] for a in adds}
