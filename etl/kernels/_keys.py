@@ -163,16 +163,35 @@ def _duplicates(keys):
 
 @jit
 def _match(left, right):
-    size = 1024
-    while size < 2 * right.size:
-        size *= 2
-    table = _new_table(size)
+    """``left`` values found in ``right`` (both uint64; ``right`` sorted ascending).
+
+    A bit set of ``right``'s hashes (about 16 bits per value, a few MB at most,
+    so it stays in cache) answers most probes; the few it lets through are
+    confirmed by binary search in ``right``. Unlike a hash table of
+    ``right``, nothing large is built or probed at random.
+    """
+    log2 = 16
+    while log2 < 27 and (1 << log2) < 16 * right.size:
+        log2 += 1
+    mask = np.uint64((1 << log2) - 1)
+    words = np.zeros((1 << log2) >> 6, np.uint64)
+    one = np.uint64(1)
     for i in range(right.size):
-        j = _slot(table, right[i], size - 1)
-        table[j, 0], table[j, 1] = right[i], 0
-    out = np.empty(left.size, np.bool_)
+        b = fmix64(right[i] ^ _SALT) & mask
+        words[b >> np.uint64(6)] |= one << (b & np.uint64(63))
+    out = np.zeros(left.size, np.bool_)
     for i in range(left.size):
-        out[i] = table[_slot(table, left[i], size - 1), 1] >= 0
+        v = left[i]
+        b = fmix64(v ^ _SALT) & mask
+        if words[b >> np.uint64(6)] & (one << (b & np.uint64(63))):
+            lo, hi = 0, right.size
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if right[mid] < v:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[i] = lo < right.size and right[lo] == v
     return out
 
 
@@ -290,5 +309,7 @@ def match_keys(left_hash: np.ndarray, right_hash: np.ndarray) -> np.ndarray:
     >>> match_keys(np.array([1, 2], dtype=np.uint64), np.array([2, 2], dtype=np.uint64)).tolist()
     [False, True]
     """
-    left = _hashes(left_hash, "left_hash").view(np.int64)
-    return _match(left, _hashes(right_hash, "right_hash").view(np.int64))
+    right = _hashes(right_hash, "right_hash")
+    if right.size > 1 and not bool(np.all(right[1:] >= right[:-1])):
+        right = np.sort(right)
+    return _match(_hashes(left_hash, "left_hash"), right)

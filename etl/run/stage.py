@@ -218,16 +218,15 @@ def _locate(spec: MergeSpec, refs: list, hashes: np.ndarray) -> list:
     """For each file of a chunk, the batch key hashes it holds (reads only the key columns).
 
     The key hashes are :func:`etl.kernels.hash_table`'s, as the batch's were
-    taken at conform time; the chunk's files are matched in one kernel call.
+    taken at conform time; ``hashes`` is sorted (as :func:`numpy.unique` leaves
+    it), so :func:`etl.kernels.match_keys` builds nothing large per file.
     """
     keys = list(spec.keys)
-    per_file = [hash_table(read_file(spec.root, ref, spec.schema, columns=keys, policy=spec.retry), keys)
-                for ref in refs]
-    if not per_file:
-        return []
-    found = match_keys(np.concatenate(per_file), hashes)
-    bounds = np.cumsum([0, *(len(h) for h in per_file)])
-    return [np.unique(h[found[a:b]]) for h, a, b in zip(per_file, bounds[:-1], bounds[1:])]
+    found = []
+    for ref in refs:
+        held = hash_table(read_file(spec.root, ref, spec.schema, columns=keys, policy=spec.retry), keys)
+        found.append(np.unique(held[match_keys(held, hashes)]))
+    return found
 
 
 def _shuffle_method(rows: int) -> str:
