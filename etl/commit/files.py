@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import io
 import json
 import logging
 import random
@@ -132,20 +131,23 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
     data = table.drop_columns([c for c in partition_values if c in table.column_names])
     folder = partition_dir(partition_values)
     rel = f"{folder}/{staged_name(run_id)}" if folder else staged_name(run_id)
-    buf = io.BytesIO()
-    pq.write_table(data, buf, compression="snappy", use_dictionary=dictionary_columns(data))
-    payload = buf.getvalue()
-    stats = file_stats(data, pq.read_metadata(io.BytesIO(payload)))
+    dictionary = dictionary_columns(data)
     fs = root.fs
     target = f"{root.path}/{rel}"
 
-    def put() -> None:
+    def put() -> tuple[int, pq.FileMetaData]:
         if folder:
             fs.makedirs(f"{root.path}/{folder}", exist_ok=True)
-        fs.pipe_file(target, payload)
+        footer: list = []
+        with fs.open(target, "wb") as raw:  # straight to the store: no second copy of the file in memory
+            sink = pa.PythonFile(raw, mode="w")
+            pq.write_table(data, sink, compression="snappy", use_dictionary=dictionary, metadata_collector=footer)
+            size = sink.tell()
+        return size, footer[0]
 
-    with_retries(put, "writing data file", target, policy)
-    return {"path": rel, "size": len(payload), "partition_values": json.dumps(dict(partition_values)),
+    size, footer = with_retries(put, "writing data file", target, policy)
+    stats = file_stats(data, footer)
+    return {"path": rel, "size": size, "partition_values": json.dumps(dict(partition_values)),
             "modification_time": int(time.time() * 1000), "stats": json.dumps(stats),
             "num_records": data.num_rows}
 
