@@ -131,3 +131,13 @@ def warm_kernels(client, kernels: list) -> None:
     from etl.frames.kernel_apply import WarmUpKernels
 
     client.register_plugin(WarmUpKernels(*kernels))
+
+
+def tune_workers(client) -> None:
+    """Raise glibc's malloc thresholds on worker processes started by Dask's nanny
+    (:mod:`etl.run.allocator`), on every current and future worker."""
+    if client is None:
+        return
+    from etl.run.allocator import TuneMalloc
+
+    client.register_plugin(TuneMalloc())

@@ -27,7 +27,7 @@ from etl.observe.memory import StageMemory
 from etl.observe.report import performance_report as dask_performance_report
 from etl.planning.planner import Plan, make_plan, pipeline_kernels
 from etl.policy.retry import RetryPolicy
-from etl.run.cluster import connect, ship_code, warm_kernels
+from etl.run.cluster import connect, ship_code, tune_workers, warm_kernels
 from etl.run.record import RunRecorder
 from etl.run.result import RunResult
 from etl.run.stage import (MergeStager, batch_fingerprint, conformed, fits_in_memory, overwrite_replanner,
@@ -118,6 +118,7 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
         check_conditional_put(plan.target)  # refuse a store that would lose concurrent commits
         check_conditional_put(Location(plan.warehouse, p.target.storage_options))  # the ledger's store
         ship_code(active, p.module_file, getattr(p.transform, "__module__", None))
+        tune_workers(active)
         warm_kernels(active, pipeline_kernels(p))
         app_id = plan.app_id(nonce=run_id if force else "")
         recorder = RunRecorder(plan, run_id, app_id, backfill_id=backfill_id, takeover=takeover)

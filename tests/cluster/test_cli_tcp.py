@@ -10,7 +10,13 @@ import sys
 
 import pytest
 
+from etl.run import allocator
 from tests.cluster.helpers import MODULE, REPO, assert_table_matches_oracle, free_port, host_env
+
+
+# a lambda: shipped by value (the workers cannot import this test module)
+_malloc_tuning = lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"),  # noqa: E731
+                          tuple(sorted(importlib.import_module("etl.run.allocator").APPLIED.items())))
 
 
 @pytest.mark.cluster
@@ -29,6 +35,7 @@ def test_cli_run_ships_the_pipeline_to_plain_tcp_workers(tmp_path, hosts, empty_
                                    importlib.util.find_spec(MODULE) is None,
                                    any("pipelines" in p for p in sys.path)))
         assert set(seen.values()) == {(str(empty_dir), None, True, False)}, seen
+        assert set(client.run(_malloc_tuning).values()) == {("65536", ())}  # as Dask's nanny starts them
 
         done = subprocess.run(
             ["etl", "run", "tpch_lineitem_daily", "--scheduler", address, "--warehouse", warehouse,
@@ -38,5 +45,8 @@ def test_cli_run_ships_the_pipeline_to_plain_tcp_workers(tmp_path, hosts, empty_
         result = json.loads(done.stdout)
         assert result["status"] == "committed", result
         assert client.run(lambda: MODULE in sys.modules) == {a: True for a in seen}
+        # the run raised glibc's malloc thresholds that the nanny's MALLOC_TRIM_THRESHOLD_ froze
+        tuned = (("mmap_threshold", allocator.MMAP_THRESHOLD), ("trim_threshold", allocator.TRIM_THRESHOLD))
+        assert set(client.run(_malloc_tuning).values()) == {("65536", tuned)}
 
     assert_table_matches_oracle(warehouse)
