@@ -453,9 +453,9 @@ class MergeStager:
                  for h in part]
         t1 = time.perf_counter()
         groups = _union_groups([(ref, h) for ref, h in zip(candidates, found) if len(h)])
-        pairs = [(h, gid) for gid, (_, hs) in enumerate(groups) for h in hs]
-        routes = pd.Series(np.array([g for _, g in pairs], dtype="float64"),
-                           index=pd.Index(np.array([h for h, _ in pairs], dtype=np.uint64)))
+        routes = pd.Series(np.repeat(np.arange(len(groups), dtype="float64"), [len(hs) for _, hs in groups]),
+                           index=pd.Index(np.concatenate([hs for _, hs in groups]) if groups
+                                          else np.zeros(0, np.uint64)))
         new_groups = max(1, min(64, max(self.data.npartitions, self.rows // 200_000)))  # balance big loads
         group_files = {gid: refs for gid, (refs, _) in enumerate(groups)}
         part_groups = {}
@@ -536,7 +536,17 @@ def _stat_value(v):
 
 
 def _union_groups(found: list) -> list:
-    """Group files that share a key hash (a hash collision or a broken invariant) into one task."""
+    """Group files that share a key hash (a hash collision or a broken invariant) into one task.
+
+    ``found`` holds ``(file, its batch key hashes)``; returns ``(files, distinct hashes)`` per
+    group. Vectorized: only hashes held by more than one file cost a Python step.
+
+    Examples
+    --------
+    >>> h = lambda *v: np.array(v, dtype=np.uint64)
+    >>> [(refs, hs.tolist()) for refs, hs in _union_groups([("a", h(1, 2)), ("b", h(3)), ("c", h(2, 4))])]
+    [(['a', 'c'], [1, 2, 4]), (['b'], [3])]
+    """
     parent = list(range(len(found)))
 
     def root(i: int) -> int:
@@ -545,15 +555,25 @@ def _union_groups(found: list) -> list:
             i = parent[i]
         return i
 
-    owner: dict = {}
-    for i, (_, hs) in enumerate(found):
-        for h in hs.tolist():
-            j = owner.setdefault(h, i)
-            if j != i:
-                parent[root(i)] = root(j)
+    hashes = np.concatenate([hs for _, hs in found]) if found else np.zeros(0, np.uint64)
+    owner = np.repeat(np.arange(len(found)), [len(hs) for _, hs in found])
+    order = np.argsort(hashes, kind="stable")
+    hashes, owner = hashes[order], owner[order]
+    shared = np.flatnonzero(hashes[1:] == hashes[:-1])  # positions i where hash i+1 repeats hash i
+    for i in shared.tolist():
+        a, b = root(int(owner[i])), root(int(owner[i + 1]))
+        if a != b:
+            parent[b] = a
+    roots = np.array([root(i) for i in range(len(found))], dtype=np.int64)
     groups: dict = {}
-    for i, (ref, hs) in enumerate(found):
-        refs, hashes = groups.setdefault(root(i), ([], set()))
-        refs.append(ref)
-        hashes.update(hs.tolist())
-    return list(groups.values())
+    for i, (ref, _) in enumerate(found):
+        groups.setdefault(int(roots[i]), []).append(ref)
+    group_of = roots[owner]
+    by_group = np.argsort(group_of, kind="stable")  # hashes stay sorted within each group
+    bounds = np.searchsorted(group_of[by_group], list(groups))
+    ends = np.searchsorted(group_of[by_group], list(groups), side="right")
+    out = []
+    for refs, a, b in zip(groups.values(), bounds, ends):
+        mine = hashes[by_group[a:b]]
+        out.append((refs, mine[np.concatenate([[True], mine[1:] != mine[:-1]])] if len(mine) else mine))
+    return out
