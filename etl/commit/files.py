@@ -124,11 +124,16 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
                run_id: str, policy: RetryPolicy | None = None) -> dict:
     """Write one staged data file; return the add action as a plain dict.
 
-    The partition columns are not stored in the file (Delta keeps them in the log).
+    The partition columns are not stored in the file (Delta keeps them in the log),
+    nor is an Arrow schema: the Parquet types alone say what each column is, so a
+    column held as an Arrow dictionary reads back as its plain type, for every
+    reader. Dictionary columns are written from their indices, without re-hashing.
     Transient I/O errors are retried (:func:`with_retries`): the name is unique,
     so writing it again is harmless.
     """
     data = table.drop_columns([c for c in partition_values if c in table.column_names])
+    if any(pa.types.is_dictionary(t) for t in data.schema.types):
+        data = data.unify_dictionaries()  # one dictionary per column: the writer keeps its indices as they are
     folder = partition_dir(partition_values)
     rel = f"{folder}/{staged_name(run_id)}" if folder else staged_name(run_id)
     dictionary = dictionary_columns(data)
@@ -141,7 +146,8 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
         footer: list = []
         with fs.open(target, "wb") as raw:  # straight to the store: no second copy of the file in memory
             sink = pa.PythonFile(raw, mode="w")
-            pq.write_table(data, sink, compression="snappy", use_dictionary=dictionary, metadata_collector=footer)
+            pq.write_table(data, sink, compression="snappy", use_dictionary=dictionary, metadata_collector=footer,
+                           store_schema=False)
             size = sink.tell()
         return size, footer[0]
 
@@ -174,7 +180,10 @@ def dictionary_columns(table: pa.Table, sample: int = 4096) -> list[str]:
     rows = pa.array(np.linspace(0, n - 1, min(n, sample)).astype(np.int64)) if n > sample else None
     out = []
     for name, col in zip(table.column_names, table.columns):
-        if pa.types.is_nested(col.type) or pa.types.is_null(col.type) or pa.types.is_dictionary(col.type):
+        if pa.types.is_dictionary(col.type):  # low-cardinality by construction (see read_file)
+            out.append(name)
+            continue
+        if pa.types.is_nested(col.type) or pa.types.is_null(col.type):
             continue
         head = col.take(rows) if rows is not None else col
         if pc.count_distinct(head).as_py() <= max(1, len(head) // 4):
@@ -204,7 +213,7 @@ def file_stats(table: pa.Table, metadata: pq.FileMetaData | None = None) -> dict
     chunk_stats = _footer_stats(metadata, table.column_names) if metadata is not None else {}
     for name, col in zip(table.column_names, table.columns):
         nulls[name] = col.null_count
-        typ = col.type
+        typ = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
         if col.null_count == len(col) or not _exact_stats_type(typ):
             continue
         if pa.types.is_floating(typ) and pc.any(pc.is_nan(col)).as_py():
@@ -212,7 +221,7 @@ def file_stats(table: pa.Table, metadata: pq.FileMetaData | None = None) -> dict
         if name in chunk_stats:
             lo, hi = chunk_stats[name]
         else:
-            mm = pc.min_max(col).as_py()
+            mm = pc.min_max(col.cast(typ) if typ != col.type else col).as_py()
             lo, hi = mm["min"], mm["max"]
         if lo is None or hi is None:
             continue
@@ -247,16 +256,20 @@ def _footer_stats(metadata: pq.FileMetaData, names: list[str]) -> dict:
 
 
 def read_file(root: Location, ref: FileRef, schema: pa.Schema, columns: list[str] | None = None,
-              policy: RetryPolicy | None = None) -> pa.Table:
+              policy: RetryPolicy | None = None, dictionary: tuple = ()) -> pa.Table:
     """Read a live data file with its partition columns restored, in schema order.
 
-    Transient I/O errors are retried (:func:`with_retries`).
+    Columns named in ``dictionary`` (string columns) come back as Arrow
+    dictionary arrays where the file stores them with a small dictionary
+    (:data:`SMALL_DICTIONARY` bytes at most), so a rewrite neither expands nor
+    re-hashes them; elsewhere they have the schema's type. Transient I/O errors
+    are retried (:func:`with_retries`).
     """
     parts = dict(ref.partition_values)
     wanted = columns or schema.names
     in_file = [c for c in wanted if c not in parts]
     path = f"{root.path}/{ref.path}"
-    table = with_retries(lambda: pq.read_table(path, columns=in_file, filesystem=root.fs), "reading data file",
+    table = with_retries(lambda: _read_parquet(root.fs, path, in_file, dictionary), "reading data file",
                          path, policy)
     arrays, fields = [], []
     for name in wanted:
@@ -266,11 +279,56 @@ def read_file(root: Location, ref: FileRef, schema: pa.Schema, columns: list[str
             arrays.append(arr if field.type == pa.string() else arr.cast(field.type))
         elif name in table.column_names:
             col = table.column(name)
+            if pa.types.is_dictionary(col.type) and col.type.value_type == field.type:
+                arrays.append(col)
+                fields.append(pa.field(name, col.type, nullable=True))
+                continue
             arrays.append(col if col.type == field.type else col.cast(field.type))
         else:  # a column added to the table after this file was written
             arrays.append(pa.nulls(table.num_rows, field.type))
         fields.append(pa.field(name, field.type, nullable=True))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+#: Largest dictionary page (bytes) of a column :func:`read_file` returns dictionary encoded.
+SMALL_DICTIONARY = 256 << 10
+
+
+def _read_parquet(fs, path: str, columns: list[str], dictionary: tuple) -> pa.Table:
+    with fs.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        small = _small_dictionaries(pf.metadata, [c for c in dictionary if c in present])
+        if small:
+            pf = pq.ParquetFile(f, metadata=pf.metadata, read_dictionary=small)
+        return pf.read(columns=present, use_threads=True)
+
+
+def _small_dictionaries(md: pq.FileMetaData, names: list[str]) -> list[str]:
+    """Of ``names``, the byte-array columns stored dictionary-encoded with a small dictionary in every row group."""
+    if not names or md.num_row_groups == 0:
+        return []
+    ok = set(names)
+    for g in range(md.num_row_groups):
+        group = md.row_group(g)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            name = chunk.path_in_schema
+            if name not in ok:
+                continue
+            encoded = {"RLE_DICTIONARY", "PLAIN_DICTIONARY"} & set(chunk.encodings)
+            if (chunk.physical_type != "BYTE_ARRAY" or not chunk.has_dictionary_page or not encoded
+                    or chunk.data_page_offset - chunk.dictionary_page_offset > SMALL_DICTIONARY):
+                ok.discard(name)
+    return [n for n in names if n in ok]
+
+
+def plain(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary columns decoded to their value type (others untouched)."""
+    if not any(pa.types.is_dictionary(t) for t in table.schema.types):
+        return table
+    return table.cast(pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type,
+                                          nullable=f.nullable) for f in table.schema]))
 
 
 def to_arrow(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:

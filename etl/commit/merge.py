@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from etl.define.schema import to_pandas
 
-from etl.commit.files import FileRef, partition_string, read_file, to_arrow, write_file
+from etl.commit.files import FileRef, partition_string, plain, read_file, to_arrow, write_file
 from etl.commit.keys import resolve_duplicates
 from etl.commit.validate import DELETE_COL, HASH_COL, ROW_HASH_COL
 from etl.io.storage import Location
@@ -192,7 +192,9 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame | pa.Table, files: list[Fi
                else np.zeros(source.num_rows, bool))
     src_hash = (source.column(ROW_HASH_COL).to_numpy() if ROW_HASH_COL in cols else hash_table(source, names))
     src = source.select(names)
-    tables = [read_file(spec.root, ref, spec.schema, policy=spec.retry) for ref in files]
+    dictionary = _dictionary_candidates(spec)
+    tables = _aligned([read_file(spec.root, ref, spec.schema, policy=spec.retry, dictionary=dictionary)
+                       for ref in files])
     if not tables or sum(t.num_rows for t in tables) == 0:
         res.counts["delete_not_found"] += int(deletes.sum())
         res.counts["inserted"] += int((~deletes).sum())
@@ -203,7 +205,7 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame | pa.Table, files: list[Fi
     target = pa.concat_tables(tables)
     file_of = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
     t_pos, s_pos = _pairs(target, source, keys)
-    old = target.take(pa.array(t_pos, pa.int64()))
+    old = plain(target.take(pa.array(t_pos, pa.int64())))
     new = src.take(pa.array(s_pos, pa.int64())).cast(old.schema)
     stale = _older(new, old, spec.order_by)
     is_del = deletes[s_pos] & ~stale
@@ -220,7 +222,8 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame | pa.Table, files: list[Fi
     gone[t_pos[is_del | changed]] = True
     touched = np.unique(file_of[gone])
     kept = target.filter(pa.array(np.isin(file_of, touched) & ~gone))
-    out = pa.concat_tables([kept, new.filter(pa.array(changed)), src.filter(pa.array(inserts)).cast(kept.schema)])
+    out = pa.concat_tables([kept, new.filter(pa.array(changed)).cast(kept.schema),
+                            src.filter(pa.array(inserts)).cast(kept.schema)])
     res.adds += write_rows(spec, out)
     res.removes += [_remove(files[i]) for i in touched.tolist()]
     res.fingerprint = (int(np.add.reduce(new_hash[changed], dtype=np.uint64))
@@ -228,6 +231,20 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame | pa.Table, files: list[Fi
                        - int(np.add.reduce(old_hash[is_del | changed], dtype=np.uint64))) % _MOD
     res.counts.update(files_added=len(res.adds), files_removed=len(res.removes))
     return res
+
+
+def _dictionary_candidates(spec: MergeSpec) -> tuple:
+    """String columns a rewrite may carry as Arrow dictionaries (:func:`read_file`): not the merge
+    keys, partition columns or ordering column, which are compared and hashed."""
+    fixed = {*spec.keys, *spec.partition_by, spec.order_by}
+    return tuple(f.name for f in spec.schema if f.name not in fixed and pa.types.is_string(f.type))
+
+
+def _aligned(tables: list) -> list:
+    """Tables of one group with one schema: where files differ in which columns are dictionaries, none is."""
+    if all(t.schema.equals(tables[0].schema) for t in tables[1:]):
+        return tables
+    return [plain(t) for t in tables]
 
 
 def _same_rows(old: pa.Table, new: pa.Table, same_hash: np.ndarray) -> np.ndarray:

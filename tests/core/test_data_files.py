@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from etl.commit.files import FileRef, read_file, write_file
 from etl.io.storage import Location
@@ -41,3 +44,48 @@ def test_low_cardinality_columns_of_any_type_are_dictionary_encoded(tmp_path):
     back = read_file(root, FileRef(add["path"], (("part", "p1"),), add["size"], add["num_records"]), table.schema)
     assert back.equals(table)
     assert add["num_records"] == n and add["size"] == (tmp_path / add["path"]).stat().st_size
+
+
+def _file_ref(root: Location, add: dict) -> FileRef:
+    return FileRef(add["path"], tuple(json.loads(add["partition_values"]).items()), add["size"], add["num_records"])
+
+
+@pytest.mark.parametrize("with_plain_file", [False, True])
+def test_a_rewrite_carries_low_cardinality_strings_as_dictionaries_and_writes_plain_files(tmp_path, with_plain_file):
+    """merge_group reads small-dictionary string columns as Arrow dictionaries (a file storing the column
+    plainly joins the group decoded); the rows written equal a pandas oracle, and any reader sees strings."""
+    from etl.commit.merge import MergeSpec, merge_group, source_table
+
+    schema = pa.schema([("k", pa.int64()), ("part", pa.string()), ("mode", pa.string()), ("v", pa.float64())])
+    root = Location(str(tmp_path))
+    rng = np.random.default_rng(5)
+    n = 6000
+    a = pa.table({"k": np.arange(n), "part": ["p"] * n, "mode": rng.choice(["AIR", "RAIL", None], n),
+                  "v": rng.random(n)}, schema=schema)
+    refs = [_file_ref(root, write_file(root, a, {"part": "p"}, "run0"))]
+    frames = [a.to_pandas()]
+    if with_plain_file:  # high cardinality: stored plain, read as strings
+        b = pa.table({"k": np.arange(n, 2 * n), "part": ["p"] * n, "mode": [f"m{i}" for i in range(n)],
+                      "v": rng.random(n)}, schema=schema)
+        refs.append(_file_ref(root, write_file(root, b, {"part": "p"}, "run0")))
+        frames.append(b.to_pandas())
+    first = read_file(root, refs[0], schema, dictionary=("mode",)).schema.field("mode").type
+    assert pa.types.is_dictionary(first)
+
+    upd_keys = np.concatenate([rng.choice(n, 50, replace=False), [n + 1, n + 2] if with_plain_file else []])
+    batch = pd.DataFrame({"k": np.concatenate([upd_keys, [10**6, 10**6 + 1]]).astype("int64"), "part": "p",
+                          "mode": ["TRUCK"] * (len(upd_keys) + 1) + [None], "v": 1.5})
+    spec = MergeSpec(root, schema, ("k",), ("part",), None, "run1")
+    res = merge_group(spec, source_table(batch, schema), refs)
+    assert res.counts["updated"] == len(upd_keys) and res.counts["inserted"] == 2
+    assert len(res.removes) == len(refs) and len(res.adds) == 1
+
+    path = str(tmp_path / res.adds[0]["path"])
+    assert b"ARROW:schema" not in (pq.read_metadata(path).metadata or {})
+    assert pq.read_schema(path).field("mode").type == pa.string()  # plain for every reader
+    got = read_file(root, _file_ref(root, res.adds[0]), schema).to_pandas().sort_values("k").reset_index(drop=True)
+    want = pd.concat(frames).set_index("k")
+    new = batch.set_index("k")
+    want = pd.concat([want.drop(index=new.index, errors="ignore"), new]).sort_index().reset_index()
+    pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
+    assert res.adds[0]["stats"] and json.loads(res.adds[0]["stats"])["minValues"]["mode"] == "AIR"
