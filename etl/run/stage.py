@@ -569,11 +569,7 @@ def _union_groups(found: list) -> list:
     for i, (ref, _) in enumerate(found):
         groups.setdefault(int(roots[i]), []).append(ref)
     group_of = roots[owner]
-    by_group = np.argsort(group_of, kind="stable")  # hashes stay sorted within each group
-    bounds = np.searchsorted(group_of[by_group], list(groups))
+    by_group = np.argsort(group_of, kind="stable")
+    starts = np.searchsorted(group_of[by_group], list(groups))
     ends = np.searchsorted(group_of[by_group], list(groups), side="right")
-    out = []
-    for refs, a, b in zip(groups.values(), bounds, ends):
-        mine = hashes[by_group[a:b]]
-        out.append((refs, mine[np.concatenate([[True], mine[1:] != mine[:-1]])] if len(mine) else mine))
-    return out
+    return [(refs, np.unique(hashes[by_group[a:b]])) for refs, a, b in zip(groups.values(), starts, ends)]

@@ -54,7 +54,7 @@ def _file_ref(root: Location, add: dict) -> FileRef:
 def test_a_rewrite_carries_low_cardinality_strings_as_dictionaries_and_writes_plain_files(tmp_path, with_plain_file):
     """merge_group reads small-dictionary string columns as Arrow dictionaries (a file storing the column
     plainly joins the group decoded); the rows written equal a pandas oracle, and any reader sees strings."""
-    from etl.commit.merge import MergeSpec, merge_group, source_table
+    from etl.commit.merge import MergeSpec, _dictionary_candidates, merge_group, source_table
 
     schema = pa.schema([("k", pa.int64()), ("part", pa.string()), ("mode", pa.string()), ("v", pa.float64())])
     root = Location(str(tmp_path))
@@ -69,13 +69,15 @@ def test_a_rewrite_carries_low_cardinality_strings_as_dictionaries_and_writes_pl
                       "v": rng.random(n)}, schema=schema)
         refs.append(_file_ref(root, write_file(root, b, {"part": "p"}, "run0")))
         frames.append(b.to_pandas())
-    first = read_file(root, refs[0], schema, dictionary=("mode",)).schema.field("mode").type
-    assert pa.types.is_dictionary(first)
+    spec = MergeSpec(root, schema, ("k",), ("part",), None, "run1")
+    assert _dictionary_candidates(spec) == ("mode",)  # not the key, not the partition column
+    read_types = [read_file(root, ref, schema, dictionary=("mode",)).schema.field("mode").type for ref in refs]
+    assert pa.types.is_dictionary(read_types[0])
+    assert read_types[1:] == ([pa.string()] if with_plain_file else [])  # a group of mixed files: aligned
 
     upd_keys = np.concatenate([rng.choice(n, 50, replace=False), [n + 1, n + 2] if with_plain_file else []])
     batch = pd.DataFrame({"k": np.concatenate([upd_keys, [10**6, 10**6 + 1]]).astype("int64"), "part": "p",
                           "mode": ["TRUCK"] * (len(upd_keys) + 1) + [None], "v": 1.5})
-    spec = MergeSpec(root, schema, ("k",), ("part",), None, "run1")
     res = merge_group(spec, source_table(batch, schema), refs)
     assert res.counts["updated"] == len(upd_keys) and res.counts["inserted"] == 2
     assert len(res.removes) == len(refs) and len(res.adds) == 1
