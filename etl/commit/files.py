@@ -10,7 +10,7 @@ Examples
 --------
 >>> partition_dir({"ship_month": "1995-03", "region": "a/b"})
 'ship_month=1995-03/region=_x0debd2558bca8fa0'
->>> staged_run_id("ship_month=1995-03/part-r20261122T063000-1a2b3c4d-0f0e.snappy.parquet")
+>>> staged_run_id("ship_month=1995-03/part-r20261122T063000-1a2b3c4d-0f0e.lz4raw.parquet")
 'r20261122T063000-1a2b3c4d'
 """
 
@@ -33,13 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from etl.define.target import CODECS, DEFAULT_CODEC
 from etl.io.storage import Location, redact
 from etl.policy.retry import RetryPolicy, is_transient_io, retry_call
 
 log = logging.getLogger("etl.commit")
 
 _SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
-_STAGED = re.compile(r"part-(r[0-9]{8}T[0-9]{6}-[0-9a-f]{8})-[0-9a-f]+\.snappy\.parquet$")
+_STAGED = re.compile(r"part-(r[0-9]{8}T[0-9]{6}-[0-9a-f]{8})-[0-9a-f]+(\.[a-z0-9]+)?\.parquet$")
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
@@ -80,8 +81,9 @@ def partition_dir(values: Mapping[str, str | None]) -> str:
     return "/".join(parts)
 
 
-def staged_name(run_id: str) -> str:
-    return f"part-{run_id}-{uuid.uuid4().hex}.snappy.parquet"
+def staged_name(run_id: str, codec: str = DEFAULT_CODEC) -> str:
+    tag = CODECS[codec]
+    return f"part-{run_id}-{uuid.uuid4().hex}{'.' + tag if tag else ''}.parquet"
 
 
 def staged_run_id(path: str) -> str | None:
@@ -121,7 +123,7 @@ def with_retries(call: Callable[[], Any], what: str, path: str, policy: RetryPol
 
 
 def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, str | None],
-               run_id: str, policy: RetryPolicy | None = None) -> dict:
+               run_id: str, policy: RetryPolicy | None = None, codec: str = DEFAULT_CODEC) -> dict:
     """Write one staged data file; return the add action as a plain dict.
 
     The partition columns are not stored in the file (Delta keeps them in the log),
@@ -135,7 +137,8 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
     if any(pa.types.is_dictionary(t) for t in data.schema.types):
         data = data.unify_dictionaries()  # one dictionary per column: the writer keeps its indices as they are
     folder = partition_dir(partition_values)
-    rel = f"{folder}/{staged_name(run_id)}" if folder else staged_name(run_id)
+    name = staged_name(run_id, codec)
+    rel = f"{folder}/{name}" if folder else name
     dictionary = dictionary_columns(data)
     fs = root.fs
     target = f"{root.path}/{rel}"
@@ -146,7 +149,7 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
         footer: list = []
         with fs.open(target, "wb") as raw:  # straight to the store: no second copy of the file in memory
             sink = pa.PythonFile(raw, mode="w")
-            pq.write_table(data, sink, compression="snappy", use_dictionary=dictionary, metadata_collector=footer,
+            pq.write_table(data, sink, compression=codec, use_dictionary=dictionary, metadata_collector=footer,
                            store_schema=False)
             size = sink.tell()
         return size, footer[0]

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from etl.define.schema import to_pandas
 
-from etl.commit.files import FileRef, partition_string, plain, read_file, to_arrow, write_file
+from etl.commit.files import DEFAULT_CODEC, FileRef, partition_string, plain, read_file, to_arrow, write_file
 from etl.commit.keys import resolve_duplicates
 from etl.commit.validate import DELETE_COL, HASH_COL, ROW_HASH_COL
 from etl.io.storage import Location
@@ -43,6 +43,8 @@ class MergeSpec:
     run_id: str = ""
     #: Retries of transient I/O on the table's files (None: the environment's policy).
     retry: RetryPolicy | None = None
+    #: Parquet codec of the files written (:data:`etl.define.target.CODECS`).
+    compression: str = DEFAULT_CODEC
 
 
 @dataclass
@@ -97,18 +99,19 @@ def write_rows(spec: MergeSpec, rows: pd.DataFrame | pa.Table) -> list[dict]:
     if table.num_rows == 0:
         return []
     if not spec.partition_by:
-        return [write_file(spec.root, table, {}, spec.run_id, spec.retry)]
+        return [write_file(spec.root, table, {}, spec.run_id, spec.retry, spec.compression)]
     cols = list(spec.partition_by)
     if all(len(pc.unique(table.column(c))) == 1 for c in cols):  # one partition: the usual rewrite
         values = [table.column(c)[0].as_py() for c in cols]
         parts = {c: partition_string(v) for c, v in zip(cols, values)}
-        return [write_file(spec.root, table, parts, spec.run_id, spec.retry)]
+        return [write_file(spec.root, table, parts, spec.run_id, spec.retry, spec.compression)]
     groups = to_pandas(table.select(cols)).groupby(cols, dropna=False, sort=True).indices
     adds = []
     for values, positions in groups.items():
         values = values if isinstance(values, tuple) else (values,)
         parts = {c: partition_string(v) for c, v in zip(cols, values)}
-        adds.append(write_file(spec.root, table.take(pa.array(positions)), parts, spec.run_id, spec.retry))
+        adds.append(write_file(spec.root, table.take(pa.array(positions)), parts, spec.run_id, spec.retry,
+                                   spec.compression))
     return adds
 
 

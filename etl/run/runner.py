@@ -233,7 +233,7 @@ def _stage_and_commit(plan: Plan, output, run_id: str, app_id: str, policy: Retr
     stages["read_transform_seconds"] = round(time.perf_counter() - ts, 3)
     with memory.stage("stage"):
         spec = MergeSpec(plan.target, schema, target.keys, target.partition_by, target.order_by, run_id,
-                         retry=policy)
+                         retry=policy, compression=target.compression)
         snap = snapshot(dt, list(target.keys))
         if target.mode == "merge":
             stager = MergeStager(data, spec, in_memory=in_memory)  # one pass: keys, bounds, fingerprint

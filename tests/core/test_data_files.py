@@ -91,3 +91,52 @@ def test_a_rewrite_carries_low_cardinality_strings_as_dictionaries_and_writes_pl
     want = pd.concat([want.drop(index=new.index, errors="ignore"), new]).sort_index().reset_index()
     pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
     assert res.adds[0]["stats"] and json.loads(res.adds[0]["stats"])["minValues"]["mode"] == "AIR"
+
+
+def _codecs(path) -> set:
+    md = pq.read_metadata(path)
+    return {md.row_group(g).column(j).compression for g in range(md.num_row_groups) for j in range(md.num_columns)}
+
+
+def test_a_target_chooses_the_codec_and_a_table_may_mix_codecs(warehouse, client):
+    """Files are written LZ4_RAW by default and with the target's codec when it names one; a merge reads a
+    table whose files use different codecs; the run id is read back from every file name, and other
+    readers (deltalake, DuckDB) see the same rows."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    import etl
+    from etl.commit.files import staged_run_id
+    from tests.core.helpers import make_pipeline, random_batch, write_batch
+
+    rng = np.random.default_rng(11)
+    first = random_batch(rng, 300, key_space=200, delete_frac=0.0)
+    write_batch(warehouse, "2024-01-01", first)
+    etl.run(make_pipeline("t_snappy", compression="snappy"), date="2024-01-01", warehouse=warehouse, client=client)
+    table = f"{warehouse}/t"
+    old = set(DeltaTable(table).file_uris())
+    assert old and all(p.endswith(".snappy.parquet") and _codecs(p) == {"SNAPPY"} for p in old)
+
+    # updates of partition p0's rows and new keys there: the other partitions' files stay as they are
+    second = DeltaTable(table).to_pandas().query("part == 'p0'").head(40).assign(v=7.5)
+    second = pd.concat([second, second.head(5).assign(k1=lambda d: d.k1 + 10_000)])
+    second = second.assign(ts=1000 + np.arange(len(second)), op_delete=False)
+    write_batch(warehouse, "2024-01-02", second)
+    res = etl.run(make_pipeline("t_default"), date="2024-01-02", warehouse=warehouse, client=client)
+    live = set(DeltaTable(table).file_uris())
+    new = live - old
+    assert (res.updated, res.inserted) == (40, 5) and new
+    assert all(p.endswith(".lz4raw.parquet") and _codecs(p) == {"LZ4"} for p in new)
+    assert live & old, "untouched snappy files stay live next to the lz4 ones"
+    assert {staged_run_id(p) for p in live} == {res.run_id} | {staged_run_id(p) for p in live & old}
+    assert None not in {staged_run_id(p) for p in live}
+
+    both = pd.concat([first, second]).drop(columns="op_delete")
+    want = both.sort_values("ts").drop_duplicates(["k1", "k2"], keep="last")
+    got = DeltaTable(table).to_pandas()
+    assert len(got) == len(want) == duckdb.sql(f"select count(*) from read_parquet({sorted(live)!r})").fetchall()[0][0]
+    pd.testing.assert_frame_equal(got.sort_values(["k1", "k2"]).reset_index(drop=True)[want.columns],
+                                  want.sort_values(["k1", "k2"]).reset_index(drop=True), check_dtype=False)
+
+    with pytest.raises(etl.ConfigError, match="unknown compression 'brotli'"):
+        etl.Target.merge("t", keys=["k1"], compression="brotli")
