@@ -20,6 +20,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -159,6 +160,46 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
     return {"path": rel, "size": size, "partition_values": json.dumps(dict(partition_values)),
             "modification_time": int(time.time() * 1000), "stats": json.dumps(stats),
             "num_records": data.num_rows}
+
+
+def prefetch(root: Location, refs: list[FileRef], budget: int) -> int:
+    """Ask the operating system to start reading whole local files into its page cache; return the bytes asked.
+
+    A hint, not a read: it returns at once, and the files are read in the
+    background while this worker does other work, so the full read that
+    follows (a rewrite) does not wait on the disk. Only for local tables
+    (object stores have no page cache to fill) and only while the files fit in
+    ``budget`` bytes; a file that cannot be opened is skipped (its real read
+    reports the error).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = tempfile.mkdtemp()
+    >>> _ = pathlib.Path(d, "f.parquet").write_bytes(b"x" * 100)
+    >>> prefetch(Location(d), [FileRef("f.parquet", (), 100)], budget=1000)
+    100
+    >>> prefetch(Location(d), [FileRef("f.parquet", (), 100)], budget=50)
+    0
+    """
+    if root.kind != "local" or not hasattr(os, "posix_fadvise"):
+        return 0
+    asked = 0
+    for ref in refs:
+        if asked + ref.size > budget:
+            break
+        try:
+            fd = os.open(f"{root.path}/{ref.path}", os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            asked += ref.size
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return asked
 
 
 def dictionary_columns(table: pa.Table, sample: int = 4096) -> list[str]:

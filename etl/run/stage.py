@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from etl.define.schema import to_pandas
 
-from etl.commit.files import FileRef, partition_string, read_file
+from etl.commit.files import FileRef, partition_string, prefetch, read_file
 from etl.commit.keys import hash_keys, resolve_duplicates
 from etl.kernels import fingerprint_table, hash_table, match_keys
 from etl.commit.merge import COUNTS, GroupResult, MergeSpec, merge_group, row_hash_sum, source_table, write_rows
@@ -219,14 +219,27 @@ def _locate(spec: MergeSpec, refs: list, hashes: np.ndarray) -> list:
 
     The key hashes are :func:`etl.kernels.hash_table`'s, as the batch's were
     taken at conform time; ``hashes`` is sorted (as :func:`numpy.unique` leaves
-    it), so :func:`etl.kernels.match_keys` builds nothing large per file.
+    it), so :func:`etl.kernels.match_keys` builds nothing large per file. A
+    local file that holds keys is handed to :func:`etl.commit.files.prefetch`
+    at once, so its rewrite does not wait on the disk.
     """
     keys = list(spec.keys)
     found = []
+    budget = _prefetch_budget()
     for ref in refs:
         held = hash_table(read_file(spec.root, ref, spec.schema, columns=keys, policy=spec.retry), keys)
         found.append(np.unique(held[match_keys(held, hashes)]))
+        if len(found[-1]):  # the apply stage reads this file whole: have the OS start on it now
+            budget -= prefetch(spec.root, [ref], budget)
     return found
+
+
+def _prefetch_budget() -> int:
+    """Bytes one locate task may ask the OS to read ahead: a quarter of this machine's available
+    memory, shared by the locate tasks."""
+    import psutil
+
+    return psutil.virtual_memory().available // (4 * LOCATE_TASKS)
 
 
 def _shuffle_method(rows: int) -> str:

@@ -140,3 +140,14 @@ def test_a_target_chooses_the_codec_and_a_table_may_mix_codecs(warehouse, client
 
     with pytest.raises(etl.ConfigError, match="unknown compression 'brotli'"):
         etl.Target.merge("t", keys=["k1"], compression="brotli")
+
+
+def test_prefetch_asks_only_for_local_files_that_exist_within_the_budget(tmp_path):
+    from etl.commit.files import prefetch
+
+    for name, size in [("a.parquet", 300), ("b.parquet", 500)]:
+        (tmp_path / name).write_bytes(b"x" * size)
+    refs = [FileRef("gone.parquet", (), 10_000), FileRef("a.parquet", (), 300), FileRef("b.parquet", (), 500)]
+    assert prefetch(Location(str(tmp_path)), refs, budget=100_000) == 800  # the missing file is skipped
+    assert prefetch(Location(str(tmp_path)), refs[1:], budget=700) == 300  # stops before going over
+    assert prefetch(Location("memory://bucket/t"), refs[1:], budget=100_000) == 0  # no page cache to fill
