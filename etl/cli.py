@@ -103,6 +103,7 @@ def plan(obj: dict, name: str, date: str | None, warehouse: str | None, params: 
     click.echo(f"mode       {d['mode']}" + (f" by {', '.join(d['merge_keys'])}" if d["merge_keys"] else "")
                + (f", latest by {d['order_by']}" if d["order_by"] else ""))
     click.echo(f"partitions {', '.join(d['partition_by']) or '(none)'}")
+    click.echo(f"files      Parquet, {d['compression']}")
     touched = d["touched_partitions"] or []
     click.echo(f"touches    {len(touched)} partition(s)" + (": " + ", ".join(
         "/".join(f"{k}={v}" for k, v in t.items()) for t in touched[:12]) if touched else "")

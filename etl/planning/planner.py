@@ -111,6 +111,7 @@ class Plan:
                   + (f", version {s['version']}" if "version" in s else "")) for s in d["sources"]]
         rows += [("writes", d["target"]), ("mode", mode),
                  ("partitioned by", ", ".join(d["partition_by"]) or "(none)"),
+                 ("data files", f"Parquet, {d['compression']}"),
                  ("touches", "(not computed)" if touched is None else f"{len(touched)} partition(s)"
                   + (": " + ", ".join("/".join(f"{k}={v}" for k, v in t.items()) for t in touched[:6])
                      + (" ..." if len(touched) > 6 else "") if touched else "")),
@@ -134,6 +135,7 @@ class Plan:
             "partition_by": list(t.partition_by),
             "order_by": t.order_by,
             "delete_when": t.delete_when,
+            "compression": t.compression,
             "schema": self.pipeline.table_schema.describe(),
             "app_id": self.app_id(),
             "touched_partitions": self.touched_partitions,

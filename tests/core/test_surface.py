@@ -87,6 +87,7 @@ def test_cli_plan_json_has_the_contract_keys_and_touches_nothing(tmp_path):
     assert {"pipeline", "sources", "target", "mode", "merge_keys", "partition_by"} <= set(plan)
     assert plan["target"].endswith("/wh/lineitem") and plan["mode"] == "merge"
     assert plan["merge_keys"] == ["l_orderkey", "l_linenumber"] and plan["partition_by"] == ["ship_month"]
+    assert plan["compression"] == "lz4"  # the file format is part of what a plan shows
     assert plan["sources"][0]["files"] == 1 and "ds=2026-01-02" in plan["sources"][0]["paths"][0]
     assert plan["touched_partitions"] and all("ship_month" in t for t in plan["touched_partitions"])
     assert not (tmp_path / "wh" / "lineitem").exists()  # planning never creates or writes the table
