@@ -17,6 +17,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from etl.run.allocator import tune_arrow_allocator
+
+tune_arrow_allocator()  # before pyarrow loads: Arrow's allocator keeps freed memory a moment (see there)
+
 from etl.define.pipeline import Pipeline, RunContext, pipeline
 from etl.define.registry import discover, load as load_pipeline
 from etl.define.schema import Schema

@@ -15,6 +15,8 @@
 #   ETL_LOCAL_DIRECTORY   where workers spill to disk [a temporary folder]
 #   ETL_TLS, ETL_TLS_DIR  as for scheduler.sh; the files are ca.pem, worker.pem, worker-key.pem
 #   ETL_TLS_CA_FILE, ETL_TLS_CERT, ETL_TLS_KEY   override single files
+#   MIMALLOC_PURGE_DELAY  ms Arrow's allocator keeps freed memory [10000, as `import etl` sets;
+#                         ETL_MALLOC_TUNING=0 leaves it unset]
 # Extra arguments go to `dask worker` unchanged (e.g. --resources "GPU=1").
 # Every worker host needs the same etl and dask versions as the machine running `etl run`;
 # pipeline modules are not needed there, `etl run` uploads them.
@@ -22,6 +24,10 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/_tls.sh"
 tls_args worker
+
+if [ "${ETL_MALLOC_TUNING:-1}" != 0 ]; then
+  export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-10000}  # read when pyarrow loads; see etl/run/allocator.py
+fi
 
 scheduler=${ETL_SCHEDULER:-}
 if [ -z "$scheduler" ]; then
