@@ -214,8 +214,9 @@ def overwrite_replanner(spec: MergeSpec):
 
 # ------------------------------------------------------------------ merge
 
-def _locate(spec: MergeSpec, refs: list, hashes: np.ndarray) -> list:
-    """For each file of a chunk, the batch key hashes it holds (reads only the key columns).
+def _locate(spec: MergeSpec, refs: list, hashes: np.ndarray) -> tuple[list, int]:
+    """For each file of a chunk, the batch key hashes it holds (reads only the key columns);
+    and the bytes handed to the OS read-ahead.
 
     The key hashes are :func:`etl.kernels.hash_table`'s, as the batch's were
     taken at conform time; ``hashes`` is sorted (as :func:`numpy.unique` leaves
@@ -224,14 +225,15 @@ def _locate(spec: MergeSpec, refs: list, hashes: np.ndarray) -> list:
     at once, so its rewrite does not wait on the disk.
     """
     keys = list(spec.keys)
-    found = []
+    found, prefetched = [], 0
     budget = _prefetch_budget()
     for ref in refs:
         held = hash_table(read_file(spec.root, ref, spec.schema, columns=keys, policy=spec.retry), keys)
         found.append(np.unique(held[match_keys(held, hashes)]))
         if len(found[-1]):  # the apply stage reads this file whole: have the OS start on it now
-            budget -= prefetch(spec.root, [ref], budget)
-    return found
+            asked = prefetch(spec.root, [ref], budget)
+            budget, prefetched = budget - asked, prefetched + asked
+    return found, prefetched
 
 
 def _prefetch_budget() -> int:
@@ -462,8 +464,8 @@ class MergeStager:
         # one graph node for the batch's keys, named by content: runs sharing a client never collide
         hashes = _shared(self.hashes)
         chunks = _chunks(candidates, LOCATE_TASKS)
-        found = [h for part in dask.compute(*[dask.delayed(_locate)(spec, c, hashes) for c in chunks])
-                 for h in part]
+        located = dask.compute(*[dask.delayed(_locate)(spec, c, hashes) for c in chunks])
+        found = [h for part, _ in located for h in part]
         t1 = time.perf_counter()
         groups = _union_groups([(ref, h) for ref, h in zip(candidates, found) if len(h)])
         routes = pd.Series(np.repeat(np.arange(len(groups), dtype="float64"), [len(hs) for _, hs in groups]),
@@ -503,7 +505,8 @@ class MergeStager:
         counts["rows_in"] += self.dropped
         counts["duplicates_dropped"] += self.dropped
         timings = {"locate_seconds": round(t1 - t0, 3), "apply_seconds": round(time.perf_counter() - t1, 3),
-                   "table_bytes_read": int(sum(ref.size for refs in group_files.values() for ref in refs))}
+                   "table_bytes_read": int(sum(ref.size for refs in group_files.values() for ref in refs)),
+                   "table_bytes_prefetched": int(sum(asked for _, asked in located))}
         return Staged(adds, removes, snap, counts, depends_on=self.could_hold, timings=timings,
                       fingerprint=fingerprint)
 

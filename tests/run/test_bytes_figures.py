@@ -44,6 +44,8 @@ def test_bytes_read_and_written_are_the_files_the_run_touched(client, warehouse)
     assert second.stages["bytes_written"] == sum(added.values())
     # every rewritten file was read whole; nothing beyond the table's files was
     assert sum(removed.values()) <= second.stages["table_bytes_read"] <= sum(before.values())
+    # a local table: every file located to hold keys went to the OS read-ahead before its rewrite read it
+    assert second.stages["table_bytes_prefetched"] == second.stages["table_bytes_read"] > 0
 
     samples = {s.labels["kind"]: s.value for fam in text_string_to_metric_families(prometheus_text(second))
                if fam.name == "etl_run_bytes" for s in fam.samples}
