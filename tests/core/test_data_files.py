@@ -46,6 +46,49 @@ def test_low_cardinality_columns_of_any_type_are_dictionary_encoded(tmp_path):
     assert add["num_records"] == n and add["size"] == (tmp_path / add["path"]).stat().st_size
 
 
+def test_integer_columns_not_dictionary_encoded_are_delta_packed_and_every_reader_gets_them_back(tmp_path):
+    """Keys, ids and timestamps are written DELTA_BINARY_PACKED; the extremes of each type, nulls and
+    descending runs come back exactly through pyarrow, DuckDB and polars."""
+    import duckdb
+    import polars as pl
+
+    n = 20_000
+    rng = np.random.default_rng(5)
+    i64 = np.arange(n, dtype=np.int64) * 7919
+    i64[:4] = [np.iinfo(np.int64).min, np.iinfo(np.int64).max, -1, 0]  # overflowing differences
+    u64 = rng.integers(0, np.iinfo(np.int64).max, n, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    u64[0] = np.iinfo(np.uint64).max
+    table = pa.table({
+        "key": pa.array(i64),
+        "desc": pa.array(np.arange(n, 0, -1, dtype=np.int32) * 1000),
+        "u": pa.array(u64),
+        "maybe": pa.array([None if v % 3 == 0 else int(v) for v in rng.integers(-10**12, 10**12, n)], pa.int64()),
+        "ts": pa.array(rng.integers(0, 2**50, n), pa.timestamp("us")),
+        "flag": pa.array(rng.integers(0, 3, n).astype(np.int16)),  # low cardinality: stays a dictionary
+    })
+    root = Location(str(tmp_path))
+    add = write_file(root, table, {}, "run1")
+    path = str(tmp_path / add["path"])
+    enc = _encodings(path)
+    delta = {name for name, e in enc.items() if "DELTA_BINARY_PACKED" in e}
+    assert delta == {"key", "desc", "u", "maybe", "ts"}
+    assert "RLE_DICTIONARY" in enc["flag"] or "PLAIN_DICTIONARY" in enc["flag"]
+
+    assert pq.read_table(path).equals(table)
+    assert read_file(root, FileRef(add["path"], (), add["size"], n), table.schema).equals(table)
+    frame = pl.read_parquet(path)
+    assert frame["key"].to_list() == i64.tolist() and frame["u"].to_list() == u64.tolist()
+    assert frame["maybe"].to_list() == table.column("maybe").to_pylist()
+    con = duckdb.connect()
+    rows = con.execute(f"""SELECT "key", "desc", "maybe" FROM read_parquet('{path}')""").fetchall()
+    assert [r[0] for r in rows] == i64.tolist()
+    assert [r[1] for r in rows] == table.column("desc").to_pylist()
+    assert [r[2] for r in rows] == table.column("maybe").to_pylist()
+    stats = json.loads(add["stats"])
+    assert stats["minValues"]["key"] == int(i64.min()) and stats["maxValues"]["key"] == int(i64.max())
+    assert stats["nullCount"]["maybe"] == table.column("maybe").null_count
+
+
 def _file_ref(root: Location, add: dict) -> FileRef:
     return FileRef(add["path"], tuple(json.loads(add["partition_values"]).items()), add["size"], add["num_records"])
 
