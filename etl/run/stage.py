@@ -595,6 +595,8 @@ def _union_groups(found: list) -> list:
     >>> h = lambda *v: np.array(v, dtype=np.uint64)
     >>> [(refs, hs.tolist()) for refs, hs in _union_groups([("a", h(1, 2)), ("b", h(3)), ("c", h(2, 4))])]
     [(['a', 'c'], [1, 2, 4]), (['b'], [3])]
+    >>> [(refs, hs.tolist()) for refs, hs in _union_groups([("a", h(2, 1, 2)), ("b", h(3))])]  # nothing shared
+    [(['a'], [1, 2]), (['b'], [3])]
     """
     parent = list(range(len(found)))
 
@@ -605,6 +607,9 @@ def _union_groups(found: list) -> list:
         return i
 
     hashes = np.concatenate([hs for _, hs in found]) if found else np.zeros(0, np.uint64)
+    ascending = np.sort(hashes)
+    if not (ascending[1:] == ascending[:-1]).any():  # the usual case: no hash in two files
+        return [([ref], hs if bool((hs[1:] > hs[:-1]).all()) else np.unique(hs)) for ref, hs in found]
     owner = np.repeat(np.arange(len(found)), [len(hs) for _, hs in found])
     order = np.argsort(hashes, kind="stable")
     hashes, owner = hashes[order], owner[order]
