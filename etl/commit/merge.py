@@ -55,18 +55,25 @@ class GroupResult:
     row hashes (:func:`etl.kernels.hash_rows` over the schema's columns) of the
     rows it writes minus those of the rows it replaces or deletes, mod 2**64.
     Rows a rewrite copies unchanged cancel out, so only changed rows are hashed.
+
+    ``foreign`` counts the rows of the group's files whose key is a batch key
+    routed to another group (see ``batch_hashes`` in :func:`merge_group`): when
+    it is not zero the task staged nothing, and the batch must be routed by
+    located keys instead.
     """
 
     adds: list = field(default_factory=list)
     removes: list = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     fingerprint: int = 0
+    foreign: int = 0
 
     def extend(self, other: "GroupResult") -> None:
         self.adds += other.adds
         self.removes += other.removes
         self.counts.update(other.counts)
         self.fingerprint = (self.fingerprint + other.fingerprint) % _MOD
+        self.foreign += other.foreign
 
 
 _MOD = 1 << 64
@@ -151,14 +158,16 @@ def _key_hashes(table: pa.Table, keys) -> np.ndarray:
     return hash_table(table, list(keys))
 
 
-def _pairs(target: pa.Table, source: pa.Table, keys: list) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(target: pa.Table, source: pa.Table, keys: list,
+           t_hash: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the (target row, source row) pairs with equal keys, target rows in order.
 
     Matched by key hash, then confirmed on the key values; should two different
-    keys share a hash, the pairs come from an exact join instead.
+    keys share a hash, the pairs come from an exact join instead. ``t_hash``:
+    the target's key hashes, if already taken.
     """
     s_hash = hash_table(source, keys)  # both sides hashed alike, from Arrow columns of the same types
-    t_hash = hash_table(target, keys)
+    t_hash = hash_table(target, keys) if t_hash is None else t_hash
     t_pos = np.flatnonzero(match_keys(t_hash, s_hash))
     order = np.argsort(s_hash, kind="stable")
     s_pos = order[np.searchsorted(s_hash, t_hash[t_pos], sorter=order)]
@@ -174,7 +183,8 @@ def _pairs(target: pa.Table, source: pa.Table, keys: list) -> tuple[np.ndarray, 
     return pairs["_t"].to_numpy(), pairs["_s"].to_numpy()
 
 
-def merge_group(spec: MergeSpec, source: pd.DataFrame | pa.Table, files: list[FileRef]) -> GroupResult:
+def merge_group(spec: MergeSpec, source: pd.DataFrame | pa.Table, files: list[FileRef],
+                batch_hashes: np.ndarray | None = None) -> GroupResult:
     """Merge the source rows of one group into ``files`` (possibly none).
 
     ``source`` holds the schema columns plus, when there are deletes, the
@@ -182,6 +192,12 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame | pa.Table, files: list[Fi
     :func:`source_table`, or conformed pandas rows). Everything stays in Arrow:
     rows meet by key hash (confirmed on the key values), and matched rows are
     compared by row hash first and exactly only where the hashes agree.
+
+    ``batch_hashes`` (sorted key hashes of the whole batch) is given when the
+    group was made by partition rather than by located keys: should ``files``
+    hold a batch key that is not among ``source``'s (a key whose rows moved to
+    another partition, or a hash collision), the task writes nothing and
+    reports it in :attr:`GroupResult.foreign`.
     """
     keys, names = list(spec.keys), spec.schema.names
     if isinstance(source, pd.DataFrame):
@@ -207,7 +223,12 @@ def merge_group(spec: MergeSpec, source: pd.DataFrame | pa.Table, files: list[Fi
         return res
     target = pa.concat_tables(tables)
     file_of = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
-    t_pos, s_pos = _pairs(target, source, keys)
+    t_hash = hash_table(target, keys)
+    t_pos, s_pos = _pairs(target, source, keys, t_hash)
+    if batch_hashes is not None:
+        foreign = int(np.count_nonzero(match_keys(t_hash, batch_hashes))) - len(t_pos)
+        if foreign:
+            return GroupResult(counts=Counter(rows_in=res.counts["rows_in"]), foreign=foreign)
     old = plain(target.take(pa.array(t_pos, pa.int64())))
     new = src.take(pa.array(s_pos, pa.int64())).cast(old.schema)
     stale = _older(new, old, spec.order_by)

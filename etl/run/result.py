@@ -21,7 +21,8 @@ class RunResult:
     tables only), ``bytes_written``
     (the files committed), ``read_transform_seconds``,
     ``stage_seconds`` (from the start of read+transform to staged files, with
-    ``locate_seconds``/``apply_seconds`` of a MERGE), ``commit_seconds``, and,
+    ``locate_seconds``/``apply_seconds`` of a MERGE, and ``merge_groups``: ``by
+    located key`` or ``by partition``, see :mod:`etl.run.stage`), ``commit_seconds``, and,
     when the run had a distributed client, ``peak_memory``: for each of
     ``read_transform``, ``stage`` (staging alone) and ``commit``, the workers'
     peak RSS as ``cluster_bytes`` (summed over workers), ``worker_bytes`` and

@@ -15,11 +15,21 @@ MERGE at cluster scale, in four steps:
    bucket of new keys; one shuffle makes every group whole in one partition.
 4. ``apply``: each group is merged copy-on-write into its file
    (:func:`etl.commit.merge.merge_group`), in parallel.
+
+A batch dense in the table partitions it touches (at least
+:data:`FUSE_ROWS_PER_FILE` rows per file of each: every file will be
+rewritten anyway) skips step 2 for those partitions: rows are grouped by the
+partition they name, each apply task reads its files once and checks on the
+way that they hold no batch key of another partition, while the files of the
+other partitions are located as in step 2, in the same pass. Should a key have
+moved partition, the staged files are deleted and the batch takes the four
+steps (:meth:`MergeStager.stage`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 
@@ -49,6 +59,13 @@ BROADCAST_ROWS = 1_000_000
 LOCATE_TASKS = 16
 #: At most this many apply tasks; groups are packed into them by the rows they rewrite.
 MAX_APPLY_TASKS = 64
+#: A MERGE groups rows by table partition, without locating their keys first, when every table
+#: partition the batch touches gets at least this many batch rows per live file in it, or holds at
+#: most :data:`SMALL_PARTITION_ROWS` rows (read whole, it costs about what locating its keys does).
+FUSE_ROWS_PER_FILE = 500
+SMALL_PARTITION_ROWS = 65_536
+
+log = logging.getLogger("etl.run")
 
 # ------------------------------------------------------------------ 1. conform
 
@@ -321,10 +338,10 @@ def _split(df: pd.DataFrame, schema: pa.Schema, nbins: int, *route_args) -> tupl
     return table.take(pa.array(order, pa.int64())), starts
 
 
-def _apply_bin(spec: MergeSpec, group_files: dict, b: int, *splits) -> GroupResult:
+def _apply_bin(spec: MergeSpec, group_files: dict, batch_hashes, b: int, *splits) -> GroupResult:
     """Apply task ``b`` of a broadcast MERGE: its rows from every routed source partition."""
     pieces = [t.slice(int(s[b]), int(s[b + 1] - s[b])) for t, s in splits if s[b + 1] > s[b]]
-    return _apply_groups(spec, group_files, pa.concat_tables(pieces) if pieces else None)
+    return _apply_groups(spec, group_files, pa.concat_tables(pieces) if pieces else None, batch_hashes)
 
 
 def _piece(split: tuple, b: int) -> pa.Table | None:
@@ -333,10 +350,10 @@ def _piece(split: tuple, b: int) -> pa.Table | None:
     return table.slice(int(starts[b]), int(starts[b + 1] - starts[b])) if starts[b + 1] > starts[b] else None
 
 
-def _apply_pieces(spec: MergeSpec, group_files: dict, *pieces) -> GroupResult:
+def _apply_pieces(spec: MergeSpec, group_files: dict, batch_hashes, *pieces) -> GroupResult:
     """Apply task of an in-memory MERGE: its pieces of the routed partitions."""
     pieces = [p for p in pieces if p is not None]
-    return _apply_groups(spec, group_files, pa.concat_tables(pieces) if pieces else None)
+    return _apply_groups(spec, group_files, pa.concat_tables(pieces) if pieces else None, batch_hashes)
 
 
 def _apply_frame(spec: MergeSpec, group_files: dict, df: pd.DataFrame) -> GroupResult:
@@ -345,8 +362,16 @@ def _apply_frame(spec: MergeSpec, group_files: dict, df: pd.DataFrame) -> GroupR
     return _apply_groups(spec, group_files, rows)
 
 
-def _apply_groups(spec: MergeSpec, group_files: dict, rows: pa.Table | None) -> GroupResult:
-    """Merge each group of ``rows`` (by ``_etl_group``) into its files."""
+def _apply_groups(spec: MergeSpec, group_files: dict, rows: pa.Table | None,
+                  batch_hashes: np.ndarray | None = None) -> GroupResult:
+    """Merge each group of ``rows`` (by ``_etl_group``) into its files.
+
+    With ``batch_hashes`` (groups made by partition), each group's files are
+    checked for batch keys of other groups (:func:`merge_group`); after the
+    first group that holds one, the rest are skipped: the batch is routed again.
+    While a group is merged, the operating system is asked to read the next
+    group's files ahead (:func:`etl.commit.files.prefetch`).
+    """
     total = GroupResult()
     if rows is None or not rows.num_rows:
         return total
@@ -357,9 +382,18 @@ def _apply_groups(spec: MergeSpec, group_files: dict, rows: pa.Table | None) -> 
         rows = rows.take(pa.array(order, pa.int64()))
     ids, starts = np.unique(groups[order], return_index=True)
     ends = np.append(starts[1:], len(order))
-    for gid, a, z in zip(ids.tolist(), starts.tolist(), ends.tolist()):
-        total.extend(merge_group(spec, rows.slice(a, z - a), group_files.get(int(gid), [])))
+    ids = ids.tolist()
+    for i, (gid, a, z) in enumerate(zip(ids, starts.tolist(), ends.tolist())):
+        if i + 1 < len(ids):
+            prefetch(spec.root, group_files.get(int(ids[i + 1]), []), PREFETCH_AHEAD)
+        total.extend(merge_group(spec, rows.slice(a, z - a), group_files.get(int(gid), []), batch_hashes))
+        if total.foreign:
+            break
     return total
+
+
+#: Bytes of the next group's files an apply task asks the OS to read ahead.
+PREFETCH_AHEAD = 1 << 30
 
 
 def _combine(results: list) -> tuple[list, list, dict, int]:
@@ -465,9 +499,13 @@ class MergeStager:
         self.data, self.spec, self.in_memory = data, spec, in_memory
         key_frame = data[[*spec.keys, HASH_COL]]
         part_keys = [k for k in spec.keys if k in spec.partition_by]
+        by_part = [_rows_by_partition(data, spec.partition_by)] if spec.partition_by else []
         hashes, lo, hi, n, fp, *part_values = dask.compute(
             key_frame[HASH_COL], key_frame[list(spec.keys)].min(), key_frame[list(spec.keys)].max(),
-            key_frame.shape[0], _fingerprint_parts(data), *[data[k].drop_duplicates() for k in part_keys])
+            key_frame.shape[0], _fingerprint_parts(data), *by_part, *[data[k].drop_duplicates() for k in part_keys])
+        #: Batch rows per table partition (Delta log form, as JSON), if the table is partitioned: every
+        #: partition named here gets rows (a partition grouping checks the files of those alone).
+        self.part_rows = part_values.pop(0).groupby(level=0).sum().to_dict() if by_part else {}
         self.fingerprint = _fingerprint_hex(fp)
         self.hashes, counts = np.unique(hashes.to_numpy(np.uint64), return_counts=True)
         self.repeated = self.hashes[counts > 1]
@@ -477,6 +515,9 @@ class MergeStager:
             self.data = _deduplicated(data, self.repeated, spec)
             self.dropped = self.rows - int(self.data.shape[0].compute())
             self.repeated = self.repeated[:0]
+            if spec.partition_by:  # a key's rows may have named several partitions: count the survivors
+                counts = _rows_by_partition(self.data, spec.partition_by).compute()
+                self.part_rows = counts.groupby(level=0).sum().to_dict()
         self.lo = {k: _stat_value(v) for k, v in lo.items()}
         self.hi = {k: _stat_value(v) for k, v in hi.items()}
         self.part_values = {k: set(partition_string(v) for v in values.tolist())
@@ -489,20 +530,81 @@ class MergeStager:
             return False
         return _overlaps(stats, self.lo, self.hi)
 
+    def by_partition(self, snap: Snapshot) -> dict | None:
+        """The live files of each table partition the batch touches, if the batch may skip locating
+        their keys (None if not): the table is partitioned, and each of these partitions gets at
+        least :data:`FUSE_ROWS_PER_FILE` batch rows per file in it, so every file is likely
+        rewritten anyway, or is small (:data:`SMALL_PARTITION_ROWS`). A batch streamed through a
+        shuffle is always located first.
+
+        Examples
+        --------
+        >>> import types
+        >>> f = lambda path, m: FileRef(path, (("m", m),), 10, 100_000)
+        >>> snap = types.SimpleNamespace(files={"a": f("a", "1"), "b": f("b", "1"), "c": f("c", "2")})
+        >>> stager = types.SimpleNamespace(spec=types.SimpleNamespace(partition_by=("m",)), in_memory=True,
+        ...                                rows=2000, part_rows={'{"m": "1"}': 1000, '{"m": "3"}': 1000})
+        >>> [(p, [r.path for r in refs]) for p, refs in MergeStager.by_partition(stager, snap).items()]
+        [('{"m": "1"}', ['a', 'b'])]
+        >>> stager.part_rows['{"m": "1"}'] = 999  # under 500 rows per file
+        >>> MergeStager.by_partition(stager, snap) is None
+        True
+        >>> snap.files["b"] = FileRef("b", (("m", "1"),), 10, 50)  # unless the partition is small
+        >>> snap.files["a"] = FileRef("a", (("m", "1"),), 10, 50)
+        >>> list(MergeStager.by_partition(stager, snap))
+        ['{"m": "1"}']
+        """
+        if not self.spec.partition_by or not self.part_rows or (self.rows > BROADCAST_ROWS and not self.in_memory):
+            return None
+        parts: dict = {}
+        for ref in snap.files.values():
+            name = json.dumps(dict(ref.partition_values), sort_keys=True)
+            if self.part_rows.get(name, 0) > 0:
+                parts.setdefault(name, []).append(ref)
+        def dense(name: str, refs: list) -> bool:
+            if self.part_rows[name] >= FUSE_ROWS_PER_FILE * len(refs):
+                return True
+            return all(r.num_records is not None for r in refs) and sum(
+                r.num_records for r in refs) <= SMALL_PARTITION_ROWS
+
+        if not parts or not all(dense(name, refs) for name, refs in parts.items()):
+            return None
+        return parts
+
     def stage(self, snap: Snapshot) -> Staged:
+        """Stage the batch against ``snap``: grouped by partition where it is dense
+        (:meth:`by_partition`), else by located keys; a partition grouping that meets a key which
+        moved partition is undone and the batch located instead."""
+        # one graph node for the batch's keys, named by content: runs sharing a client never collide.
+        # What a try scatters is held until both tries are done: the second may scatter equal content
+        # under the same name, which must not race the release of the first.
+        hashes = _shared(self.hashes)
+        held: list = []
+        parts = self.by_partition(snap)
+        if parts is not None:
+            staged = self._stage(snap, parts, hashes, held)
+            if staged is not None:
+                return staged
+        return self._stage(snap, None, hashes, held)
+
+    def _stage(self, snap: Snapshot, parts: dict | None, hashes, held: list) -> Staged | None:
         spec = self.spec
         t0 = time.perf_counter()
         candidates = [ref for p, ref in snap.files.items() if self.could_hold(ref, snap.stats.get(p, {}))]
-        # one graph node for the batch's keys, named by content: runs sharing a client never collide
-        hashes = _shared(self.hashes)
-        chunks = _chunks(candidates, LOCATE_TASKS)
-        located = dask.compute(*[dask.delayed(_locate)(spec, c, hashes) for c in chunks])
-        found = [h for part, _ in located for h in part]
+        if parts is None:
+            chunks = _chunks(candidates, LOCATE_TASKS)
+            located = dask.compute(*[dask.delayed(_locate)(spec, c, hashes) for c in chunks])
+            found = [h for part, _ in located for h in part]
+            groups = _union_groups([(ref, h) for ref, h in zip(candidates, found) if len(h)])
+        else:  # grouped by partition; the other partitions' files are located alongside the apply tasks
+            others = [ref for ref in candidates if json.dumps(dict(ref.partition_values), sort_keys=True) not in parts]
+            locates = [dask.delayed(_locate)(spec, c, hashes) for c in _chunks(others, LOCATE_TASKS)]
+            groups = [(refs, None) for refs in parts.values()]
         t1 = time.perf_counter()
-        groups = _union_groups([(ref, h) for ref, h in zip(candidates, found) if len(h)])
         routes = pd.Series(np.repeat(np.arange(len(groups), dtype="float64"), [len(hs) for _, hs in groups]),
                            index=pd.Index(np.concatenate([hs for _, hs in groups]) if groups
-                                          else np.zeros(0, np.uint64)))
+                                          else np.zeros(0, np.uint64))) if parts is None else \
+            pd.Series([], dtype="float64", index=pd.Index(np.zeros(0, np.uint64)))
         new_groups = max(1, min(64, max(self.data.npartitions, self.rows // 200_000)))  # balance big loads
         group_files = {gid: refs for gid, (refs, _) in enumerate(groups)}
         part_groups = {}
@@ -516,36 +618,67 @@ class MergeStager:
         route_args = (_shared(routes), self.repeated, part_groups, len(groups), new_groups,
                       tuple(spec.partition_by))
         files = _shared(group_files)
+        held += [files, route_args[0]]
         first = _heaviest_first(costs + 1, bins, nparts)
+        check = hashes if parts is not None else None
         if self.rows <= BROADCAST_ROWS:  # every worker gets the routed batch once; no shuffle
             splits = [dask.delayed(_split)(part, spec.schema, nparts, *route_args, bins)
                       for part in self.data.to_delayed()]
-            tasks = first(lambda b: dask.delayed(_apply_bin)(spec, files, b, *splits))
+            tasks = first(lambda b: dask.delayed(_apply_bin)(spec, files, check, b, *splits))
         elif self.in_memory:  # each task fetches its slice of every routed partition, in memory
             splits = [dask.delayed(_split)(part, spec.schema, nparts, *route_args, bins)
                       for part in self.data.to_delayed()]
             tasks = first(lambda b: dask.delayed(_apply_pieces)(
-                spec, files, *[dask.delayed(_piece)(sp, b) for sp in splits]))
+                spec, files, check, *[dask.delayed(_piece)(sp, b) for sp in splits]))
         else:  # too large for memory: a p2p shuffle, through disk
             meta = self.data._meta.assign(**{GROUP_COL: pd.Series([], dtype="int64"),
                                              BIN_COL: pd.Series([], dtype="int64")})
             routed = self.data.map_partitions(_route, *route_args, _bin_labels(nparts)[bins], meta=meta)
             shuffled = routed.shuffle(on=BIN_COL, npartitions=nparts, shuffle_method="p2p").to_delayed()
             tasks = first(lambda b: dask.delayed(_apply_frame)(spec, files, shuffled[b]))
-        results = dask.compute(*tasks)
+        if parts is None:
+            results = dask.compute(*tasks)
+        else:
+            *results, = dask.compute(*tasks, *locates)
+            results, located = results[:len(tasks)], results[len(tasks):]
+            moved = sum(r.foreign for r in results) + sum(len(h) for part, _ in located for h in part)
+            if moved:
+                undo = Staged([a for r in results for a in r.adds], [], snap)
+                discard(spec.root, undo, snap.paths)
+                log.info("MERGE: %d table row(s) hold a batch key under another partition; "
+                         "locating the batch's keys instead of grouping it by partition", moved)
+                return None
         adds, removes, counts, fingerprint = _combine(results)
-        counts["files_scanned"] = len(candidates)
+        counts["files_scanned"] = len(candidates) if parts is None else len(others) + len(
+            [r for refs in parts.values() for r in refs])
         counts["rows_in"] += self.dropped
         counts["duplicates_dropped"] += self.dropped
         timings = {"locate_seconds": round(t1 - t0, 3), "apply_seconds": round(time.perf_counter() - t1, 3),
                    "table_bytes_read": int(sum(ref.size for refs in group_files.values() for ref in refs)),
-                   "table_bytes_prefetched": int(sum(asked for _, asked in located))}
+                   "table_bytes_prefetched": int(sum(asked for _, asked in located)),
+                   "merge_groups": "by located key" if parts is None else "by partition"}
         return Staged(adds, removes, snap, counts, depends_on=self.could_hold, timings=timings,
                       fingerprint=fingerprint)
 
     def replan(self, staged: Staged, now: Snapshot) -> Staged:
         discard(self.spec.root, staged, now.paths)
         return self.stage(now)
+
+
+def _partition_rows(df: pd.DataFrame, partition_by: tuple) -> pd.Series:
+    """Rows of one batch partition per table partition, indexed by its Delta log form (JSON).
+
+    Examples
+    --------
+    >>> _partition_rows(pd.DataFrame({"m": ["b", "a", "b"]}), ("m",)).to_dict()
+    {'{"m": "b"}': 2, '{"m": "a"}': 1}
+    """
+    codes, names = _partition_codes(df, partition_by)
+    return pd.Series(np.bincount(codes, minlength=len(names)), index=pd.Index(names, dtype=object), dtype="int64")
+
+
+def _rows_by_partition(data: dd.DataFrame, partition_by: tuple) -> dd.Series:
+    return data.map_partitions(_partition_rows, tuple(partition_by), meta=pd.Series([], dtype="int64"))
 
 
 def _resolve_partition(df: pd.DataFrame, keys: tuple, order_by: str | None) -> pd.DataFrame:
