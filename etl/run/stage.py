@@ -505,7 +505,7 @@ class MergeStager:
             key_frame.shape[0], _fingerprint_parts(data), *by_part, *[data[k].drop_duplicates() for k in part_keys])
         #: Batch rows per table partition (Delta log form, as JSON), if the table is partitioned: every
         #: partition named here gets rows (a partition grouping checks the files of those alone).
-        self.part_rows = part_values.pop(0).groupby(level=0).sum().to_dict() if by_part else {}
+        self.part_rows = _summed(part_values.pop(0)) if by_part else {}
         self.fingerprint = _fingerprint_hex(fp)
         self.hashes, counts = np.unique(hashes.to_numpy(np.uint64), return_counts=True)
         self.repeated = self.hashes[counts > 1]
@@ -516,8 +516,7 @@ class MergeStager:
             self.dropped = self.rows - int(self.data.shape[0].compute())
             self.repeated = self.repeated[:0]
             if spec.partition_by:  # a key's rows may have named several partitions: count the survivors
-                counts = _rows_by_partition(self.data, spec.partition_by).compute()
-                self.part_rows = counts.groupby(level=0).sum().to_dict()
+                self.part_rows = _summed(_rows_by_partition(self.data, spec.partition_by).compute())
         self.lo = {k: _stat_value(v) for k, v in lo.items()}
         self.hi = {k: _stat_value(v) for k, v in hi.items()}
         self.part_values = {k: set(partition_string(v) for v in values.tolist())
@@ -558,7 +557,7 @@ class MergeStager:
             return None
         parts: dict = {}
         for ref in snap.files.values():
-            name = json.dumps(dict(ref.partition_values), sort_keys=True)
+            name = _partition_name(ref)
             if self.part_rows.get(name, 0) > 0:
                 parts.setdefault(name, []).append(ref)
         def dense(name: str, refs: list) -> bool:
@@ -597,7 +596,7 @@ class MergeStager:
             found = [h for part, _ in located for h in part]
             groups = _union_groups([(ref, h) for ref, h in zip(candidates, found) if len(h)])
         else:  # grouped by partition; the other partitions' files are located alongside the apply tasks
-            others = [ref for ref in candidates if json.dumps(dict(ref.partition_values), sort_keys=True) not in parts]
+            others = [ref for ref in candidates if _partition_name(ref) not in parts]
             locates = [dask.delayed(_locate)(spec, c, hashes) for c in _chunks(others, LOCATE_TASKS)]
             groups = [(refs, None) for refs in parts.values()]
         t1 = time.perf_counter()
@@ -610,7 +609,7 @@ class MergeStager:
         part_groups = {}
         for gid, (refs, _) in enumerate(groups):
             for ref in refs:
-                part_groups.setdefault(json.dumps(dict(ref.partition_values), sort_keys=True), gid)
+                part_groups.setdefault(_partition_name(ref), gid)
         total = len(groups) + new_groups
         nparts = max(1, min(total, MAX_APPLY_TASKS))
         costs = np.array([sum(r.num_records or 0 for r in refs) for refs, _ in groups] + [0] * new_groups)
@@ -679,6 +678,16 @@ def _partition_rows(df: pd.DataFrame, partition_by: tuple) -> pd.Series:
 
 def _rows_by_partition(data: dd.DataFrame, partition_by: tuple) -> dd.Series:
     return data.map_partitions(_partition_rows, tuple(partition_by), meta=pd.Series([], dtype="int64"))
+
+
+def _summed(counts: pd.Series) -> dict:
+    """Per-partition row counts of all batch partitions (:func:`_partition_rows`) added up."""
+    return counts.groupby(level=0).sum().to_dict()
+
+
+def _partition_name(ref: FileRef) -> str:
+    """A live file's table partition in the form :func:`_partition_codes` names a row's (JSON)."""
+    return json.dumps(dict(ref.partition_values), sort_keys=True)
 
 
 def _resolve_partition(df: pd.DataFrame, keys: tuple, order_by: str | None) -> pd.DataFrame:
