@@ -124,19 +124,28 @@ def with_retries(call: Callable[[], Any], what: str, path: str, policy: RetryPol
 
 
 def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, str | None],
-               run_id: str, policy: RetryPolicy | None = None, codec: str = DEFAULT_CODEC) -> dict:
+               run_id: str, policy: RetryPolicy | None = None, codec: str = DEFAULT_CODEC,
+               not_null: frozenset | set | tuple = ()) -> dict:
     """Write one staged data file; return the add action as a plain dict.
 
     The partition columns are not stored in the file (Delta keeps them in the log),
     nor is an Arrow schema: the Parquet types alone say what each column is, so a
     column held as an Arrow dictionary reads back as its plain type, for every
-    reader. Dictionary columns are written from their indices, without re-hashing.
-    Transient I/O errors are retried (:func:`with_retries`): the name is unique,
-    so writing it again is harmless.
+    reader. Dictionary columns are written from their indices, without re-hashing,
+    and without Parquet min/max statistics (Arrow's writer derives those by
+    hashing the indices again, a tenth of the write); their Delta statistics
+    come from the dictionary values the file uses (:func:`file_stats`). Columns
+    named in ``not_null`` (the table's non-nullable columns) are written as
+    Parquet ``REQUIRED`` columns, with no definition levels to encode or decode,
+    as delta-rs and Spark do for non-nullable fields; should such a column hold a
+    null after all, it is written ``OPTIONAL``. Transient I/O errors are retried
+    (:func:`with_retries`): the name is unique, so writing it again is harmless.
     """
     data = table.drop_columns([c for c in partition_values if c in table.column_names])
     if any(pa.types.is_dictionary(t) for t in data.schema.types):
         data = data.unify_dictionaries()  # one dictionary per column: the writer keeps its indices as they are
+    data = _required(data, not_null)
+    with_stats = [f.name for f in data.schema if not pa.types.is_dictionary(f.type)]
     folder = partition_dir(partition_values)
     name = staged_name(run_id, codec)
     rel = f"{folder}/{name}" if folder else name
@@ -152,7 +161,8 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
         with fs.open(target, "wb") as raw:  # straight to the store: no second copy of the file in memory
             sink = pa.PythonFile(raw, mode="w")
             pq.write_table(data, sink, compression=codec, use_dictionary=dictionary, metadata_collector=footer,
-                           column_encoding=encodings or None, store_schema=False)
+                           column_encoding=encodings or None, store_schema=False,
+                           write_statistics=with_stats if len(with_stats) < data.num_columns else True)
             size = sink.tell()
         return size, footer[0]
 
@@ -161,6 +171,23 @@ def write_file(root: Location, table: pa.Table, partition_values: Mapping[str, s
     return {"path": rel, "size": size, "partition_values": json.dumps(dict(partition_values)),
             "modification_time": int(time.time() * 1000), "stats": json.dumps(stats),
             "num_records": data.num_rows}
+
+
+def _required(table: pa.Table, not_null) -> pa.Table:
+    """``table`` with the columns named in ``not_null`` marked non-nullable where they hold no null.
+
+    Examples
+    --------
+    >>> t = _required(pa.table({"k": [1, 2], "v": [None, "a"]}), {"k", "v"})
+    >>> [(f.name, f.nullable) for f in t.schema]
+    [('k', False), ('v', True)]
+    """
+    required = {i for i, f in enumerate(table.schema)
+                if f.nullable and f.name in not_null and table.column(i).null_count == 0}
+    if not required:
+        return table
+    fields = [f.with_nullable(False) if i in required else f for i, f in enumerate(table.schema)]
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields))
 
 
 def prefetch(root: Location, refs: list[FileRef], budget: int) -> int:
@@ -222,7 +249,8 @@ def dictionary_columns(table: pa.Table, sample: int = 4096) -> list[str]:
     n = table.num_rows
     if n == 0:
         return []
-    rows = pa.array(np.linspace(0, n - 1, min(n, sample)).astype(np.int64)) if n > sample else None
+    if n > sample:
+        table = _rows_at(table, np.linspace(0, n - 1, sample).astype(np.int64))
     out = []
     for name, col in zip(table.column_names, table.columns):
         if pa.types.is_dictionary(col.type):  # low-cardinality by construction (see read_file)
@@ -230,10 +258,26 @@ def dictionary_columns(table: pa.Table, sample: int = 4096) -> list[str]:
             continue
         if pa.types.is_nested(col.type) or pa.types.is_null(col.type):
             continue
-        head = col.take(rows) if rows is not None else col
-        if pc.count_distinct(head).as_py() <= max(1, len(head) // 4):
+        if pc.count_distinct(col).as_py() <= max(1, len(col) // 4):
             out.append(name)
     return out
+
+
+def _rows_at(table: pa.Table, positions: np.ndarray) -> pa.Table:
+    """The rows at ascending ``positions``, gathered batch by batch: one take per record batch
+    instead of one per column over its concatenated chunks (a merge's output has dozens).
+
+    Examples
+    --------
+    >>> t = pa.concat_tables([pa.table({"x": [0, 1, 2]}), pa.table({"x": [3, 4]})])
+    >>> _rows_at(t, np.array([1, 3, 4]))["x"].to_pylist()
+    [1, 3, 4]
+    """
+    batches = table.to_batches()
+    bounds = np.cumsum([0] + [b.num_rows for b in batches])
+    cut = np.searchsorted(positions, bounds)
+    return pa.Table.from_batches([b.take(pa.array(positions[cut[i]:cut[i + 1]] - bounds[i]))
+                                  for i, b in enumerate(batches) if cut[i + 1] > cut[i]], schema=table.schema)
 
 
 def delta_columns(table: pa.Table, dictionary: list[str]) -> list[str]:
@@ -270,7 +314,8 @@ def file_stats(table: pa.Table, metadata: pq.FileMetaData | None = None) -> dict
     """Delta statistics (numRecords, min, max, nullCount) for the columns where they are exact.
 
     With the Parquet footer of the written file, min and max come from its
-    column chunk statistics (no pass over the data); otherwise they are computed.
+    column chunk statistics (no pass over the data); otherwise they are computed,
+    for a dictionary column over the dictionary values its rows use.
     Floating columns holding NaN get no min/max (Parquet statistics skip NaN);
     strings longer than 32 characters get none either.
 
@@ -291,8 +336,10 @@ def file_stats(table: pa.Table, metadata: pq.FileMetaData | None = None) -> dict
             continue
         if name in chunk_stats:
             lo, hi = chunk_stats[name]
+        elif typ != col.type:
+            lo, hi = _dictionary_min_max(col)
         else:
-            mm = pc.min_max(col.cast(typ) if typ != col.type else col).as_py()
+            mm = pc.min_max(col).as_py()
             lo, hi = mm["min"], mm["max"]
         if lo is None or hi is None:
             continue
@@ -302,6 +349,29 @@ def file_stats(table: pa.Table, metadata: pq.FileMetaData | None = None) -> dict
             lo, hi = lo.isoformat(), hi.isoformat()
         mins[name], maxs[name] = lo, hi
     return {"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
+
+
+def _dictionary_min_max(col: pa.ChunkedArray) -> tuple:
+    """(min, max) of a dictionary column: over the dictionary values its non-null rows use.
+
+    Examples
+    --------
+    >>> col = pa.chunked_array([pa.array(["b", "z", None]).dictionary_encode()])
+    >>> _dictionary_min_max(pa.chunked_array([col.chunk(0).slice(0, 1), col.chunk(0).slice(2)]))
+    ('b', 'b')
+    """
+    lo = hi = None
+    for chunk in col.chunks:
+        indices = chunk.indices.drop_null().to_numpy(zero_copy_only=False)
+        if not len(indices):
+            continue
+        used = np.bincount(indices, minlength=len(chunk.dictionary)) > 0
+        mm = pc.min_max(chunk.dictionary.filter(pa.array(used))).as_py()
+        if mm["min"] is None:
+            continue
+        lo = mm["min"] if lo is None else min(lo, mm["min"])
+        hi = mm["max"] if hi is None else max(hi, mm["max"])
+    return lo, hi
 
 
 def _footer_stats(metadata: pq.FileMetaData, names: list[str]) -> dict:

@@ -101,24 +101,30 @@ def _same(a, b) -> np.ndarray:
 
 
 def write_rows(spec: MergeSpec, rows: pd.DataFrame | pa.Table) -> list[dict]:
-    """Stage ``rows`` as one file per table partition; return the add actions."""
+    """Stage ``rows`` as one file per table partition; return the add actions.
+
+    The table's non-nullable columns are written as Parquet ``REQUIRED`` columns
+    (see :func:`etl.commit.files.write_file`).
+    """
     table = rows if isinstance(rows, pa.Table) else to_arrow(rows, spec.schema)
     if table.num_rows == 0:
         return []
+    not_null = frozenset(f.name for f in spec.schema if not f.nullable)
+
+    def write(part: pa.Table, values: dict) -> dict:
+        return write_file(spec.root, part, values, spec.run_id, spec.retry, spec.compression, not_null)
+
     if not spec.partition_by:
-        return [write_file(spec.root, table, {}, spec.run_id, spec.retry, spec.compression)]
+        return [write(table, {})]
     cols = list(spec.partition_by)
     if all(len(pc.unique(table.column(c))) == 1 for c in cols):  # one partition: the usual rewrite
         values = [table.column(c)[0].as_py() for c in cols]
-        parts = {c: partition_string(v) for c, v in zip(cols, values)}
-        return [write_file(spec.root, table, parts, spec.run_id, spec.retry, spec.compression)]
+        return [write(table, {c: partition_string(v) for c, v in zip(cols, values)})]
     groups = to_pandas(table.select(cols)).groupby(cols, dropna=False, sort=True).indices
     adds = []
     for values, positions in groups.items():
         values = values if isinstance(values, tuple) else (values,)
-        parts = {c: partition_string(v) for c, v in zip(cols, values)}
-        adds.append(write_file(spec.root, table.take(pa.array(positions)), parts, spec.run_id, spec.retry,
-                                   spec.compression))
+        adds.append(write(table.take(pa.array(positions)), {c: partition_string(v) for c, v in zip(cols, values)}))
     return adds
 
 

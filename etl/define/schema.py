@@ -70,7 +70,10 @@ class Schema:
     columns : mapping of str to str or pyarrow.DataType
         Column name to type, e.g. ``{"id": "int64", "ts": "timestamp[us, UTC]"}``.
     not_null : iterable of str, optional
-        Columns that may never hold a null. Merge keys are always not-null.
+        Columns that may never hold a null. Merge keys are always not-null. A null
+        there is a :class:`~etl.errors.SchemaError` before anything is committed; the
+        table declares them non-nullable and its data files store them as Parquet
+        ``REQUIRED`` columns, which are smaller and faster to write and read.
     """
 
     columns: Mapping[str, str | pa.DataType]

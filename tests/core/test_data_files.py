@@ -136,6 +136,66 @@ def test_a_rewrite_carries_low_cardinality_strings_as_dictionaries_and_writes_pl
     assert res.adds[0]["stats"] and json.loads(res.adds[0]["stats"])["minValues"]["mode"] == "AIR"
 
 
+def test_non_nullable_columns_are_written_required_and_a_null_keeps_a_column_optional(tmp_path):
+    """Columns the table declares non-nullable carry no definition levels (Parquet REQUIRED); a nullable
+    column, or a declared one that holds a null after all, stays OPTIONAL; everything reads back exactly,
+    through pyarrow, DuckDB and polars."""
+    import duckdb
+    import polars as pl
+
+    from etl.commit.merge import MergeSpec, write_rows
+
+    schema = pa.schema([pa.field("k", pa.int64(), nullable=False), pa.field("v", pa.float64(), nullable=False),
+                        ("note", pa.string()), ("part", pa.string())])
+    root = Location(str(tmp_path))
+    n = 3000
+    table = pa.table({"k": np.arange(n), "v": np.linspace(0, 1, n), "note": [None, "a", "b"] * (n // 3),
+                      "part": ["p"] * n})
+    add, = write_rows(MergeSpec(root, schema, ("k",), ("part",), None, "run1"), table)
+    path = str(tmp_path / add["path"])
+    required = {f.name: not f.nullable for f in pq.read_schema(path)}
+    assert required == {"k": True, "v": True, "note": False}
+    back = read_file(root, _file_ref(root, add), schema)
+    assert back.equals(table.cast(back.schema))
+    assert duckdb.sql(f"select count(*), count(note), sum(k) from '{path}'").fetchall() == [(n, 2 * n // 3, n * (n - 1) // 2)]
+    assert pl.read_parquet(path)["note"].null_count() == n // 3
+
+    add = write_file(root, table.drop_columns(["part"]), {}, "run2", not_null={"k", "note"})
+    assert {f.name: not f.nullable for f in pq.read_schema(str(tmp_path / add["path"]))} == \
+        {"k": True, "v": False, "note": False}  # "note" holds nulls: written OPTIONAL, not refused or lost
+    assert pq.read_table(str(tmp_path / add["path"]))["note"].null_count == n // 3
+
+
+def test_dictionary_columns_get_delta_stats_from_the_values_their_rows_use(tmp_path):
+    """A rewrite writes low-cardinality strings from their dictionary without Parquet min/max; the add
+    action's min/max are those of the rows the file holds, not of every dictionary entry (an entry whose
+    rows were all updated away stays in the dictionary)."""
+    from etl.commit.merge import MergeSpec, merge_group, source_table
+
+    schema = pa.schema([("k", pa.int64()), ("part", pa.string()), ("mode", pa.string())])
+    root = Location(str(tmp_path))
+    n = 4000
+    modes = np.array(["BUS", "RAIL"] * (n // 2), dtype=object)
+    modes[:5] = "ZULU"  # the greatest value, on five rows only
+    modes[5:8] = "ANT"  # the least
+    modes[8] = None
+    a = pa.table({"k": np.arange(n), "part": ["p"] * n, "mode": modes}, schema=schema)
+    ref = _file_ref(root, write_file(root, a, {"part": "p"}, "run0"))
+    assert pa.types.is_dictionary(read_file(root, ref, schema, dictionary=("mode",)).schema.field("mode").type)
+
+    batch = pd.DataFrame({"k": np.arange(8), "part": "p", "mode": "CAR"})  # ZULU and ANT rows become CAR
+    res = merge_group(MergeSpec(root, schema, ("k",), ("part",), None, "run1"), source_table(batch, schema), [ref])
+    assert res.counts["updated"] == 8
+    stats = json.loads(res.adds[0]["stats"])
+    assert (stats["minValues"]["mode"], stats["maxValues"]["mode"], stats["nullCount"]["mode"]) == ("BUS", "RAIL", 1)
+    path = str(tmp_path / res.adds[0]["path"])
+    md = pq.read_metadata(path)
+    mode = next(md.row_group(0).column(j) for j in range(md.num_columns) if md.row_group(0).column(j).path_in_schema == "mode")
+    assert mode.statistics is None or not mode.statistics.has_min_max  # none from the writer, by design
+    values = pq.read_table(path)["mode"].drop_null().to_pylist()
+    assert (min(values), max(values)) == ("BUS", "RAIL")
+
+
 def _codecs(path) -> set:
     md = pq.read_metadata(path)
     return {md.row_group(g).column(j).compression for g in range(md.num_row_groups) for j in range(md.num_columns)}
