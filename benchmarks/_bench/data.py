@@ -40,10 +40,12 @@ UPDATE_FRACTION = 0.01
 INSERT_FRACTION = 0.005
 RECENT_MONTHS = 3
 
-#: The normalised schema. All fields nullable so that every engine's source (pandas, polars,
-#: pyarrow) matches the Delta schema without nullability mismatches.
+#: The normalised schema, declared NOT NULL throughout as TPC-H declares every column (ship_month is
+#: derived from l_shipdate). Every engine gets the same declaration: deltalake's own load writes
+#: these columns Parquet REQUIRED (its MERGE writes them OPTIONAL), etl writes them REQUIRED, and
+#: polars' and pandas' nullable frames merge into the table as they are.
 SCHEMA = pa.schema(
-    [
+    [pa.field(name, typ, nullable=False) for name, typ in [
         ("l_orderkey", pa.int64()),
         ("l_partkey", pa.int64()),
         ("l_suppkey", pa.int64()),
@@ -62,7 +64,7 @@ SCHEMA = pa.schema(
         ("l_comment", pa.string()),
         ("l_updated_at", pa.int64()),
         ("ship_month", pa.string()),
-    ]
+    ]]
 )
 
 #: Delta primitive type expected for each column of the written table.

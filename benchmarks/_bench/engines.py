@@ -325,7 +325,8 @@ class Etl(Engine):
         name = "lineitem_upsert_cli"
         Path(pdir, f"{name}.py").write_text(
             _CLI_PIPELINE_FILE.format(
-                schema_fields=", ".join(f"pa.field({f.name!r}, {_PA_CTOR[str(f.type)]})" for f in SCHEMA),
+                schema_fields=", ".join(f"pa.field({f.name!r}, {_PA_CTOR[str(f.type)]}, nullable={f.nullable})"
+                                       for f in SCHEMA),
                 name=name,
                 source=_glob(ctx.batch_dir),
                 table=table,
