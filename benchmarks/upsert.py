@@ -181,6 +181,7 @@ def _run_step(a: argparse.Namespace, engine: str, shape: str, step: str, workdir
             rec["other_cpu_s"] = w["other_cpu_s"]
             # share of the machine's cores busy with something else during the step
             rec["other_cpu_pct"] = round(100 * w["other_cpu_s"] / (max(rec["wall_s"], 1e-3) * (os.cpu_count() or 1)), 1)
+            rec["io_stall_s"] = w["io_stall_s"]
     return rec
 
 
@@ -216,7 +217,8 @@ def run_one(a: argparse.Namespace, engine: str, shape: str, manifest: dict, meta
             steps[step] = rec
             v = rec["verify"]
             print(
-                f"[{engine}/{shape}] {step}: {rec['wall_s']:.2f} s (other load {rec.get('other_cpu_pct', 0):.0f}%), "
+                f"[{engine}/{shape}] {step}: {rec['wall_s']:.2f} s (other load {rec.get('other_cpu_pct', 0):.0f}%, "
+                f"CPU {rec.get('tree_cpu_s', 0):.1f} s, I/O stall {rec.get('io_stall_s', 0):.1f} s), "
                 f"peak +{rec['peak_above_baseline_mb']:.0f} MB "
                 f"(abs {rec['peak_rss_mb']:.0f} MB), files +{rec['files_added']}/-{rec['files_removed']} "
                 f"(active {rec['files_active']}), {'PASS' if v['pass'] else 'FAIL ' + '; '.join(v['notes'])}",
@@ -229,7 +231,7 @@ def run_one(a: argparse.Namespace, engine: str, shape: str, manifest: dict, meta
 
 
 STEP_NUMBERS = ("wall_s", "peak_above_baseline_mb", "peak_rss_mb", "rss_baseline_mb", "other_cpu_pct",
-                "tree_cpu_s", "other_cpu_s")
+                "tree_cpu_s", "other_cpu_s", "io_stall_s")
 
 
 def run_repeated(a: argparse.Namespace, engine: str, shape: str, manifest: dict, meta: dict) -> dict:
@@ -275,7 +277,7 @@ def run_repeated(a: argparse.Namespace, engine: str, shape: str, manifest: dict,
         all_clean &= bool(good)
         merged = dict(rec)
         for k in STEP_NUMBERS:
-            pool = (good or samples) if k in ("wall_s", "tree_cpu_s", "other_cpu_s", "other_cpu_pct") else samples
+            pool = (good or samples) if k in ("wall_s", "tree_cpu_s", "other_cpu_s", "other_cpu_pct", "io_stall_s") else samples
             vals = [x[k] for x in pool if k in x]
             if vals:
                 merged[k] = round(statistics.median(vals), 3)

@@ -61,6 +61,19 @@ def _busy_cpu_s() -> float:
     return busy - me.user - me.system
 
 
+def io_stall_s() -> float:
+    """Seconds, since boot, during which every non-idle task of the machine was stalled on I/O
+    (Linux pressure stall information, ``/proc/pressure/io`` "full"; 0.0 where the kernel has none)."""
+    try:
+        with open("/proc/pressure/io") as f:
+            for line in f:
+                if line.startswith("full"):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
 def machine_busy_pct(seconds: float = 1.0) -> float:
     """Share (0-100) of all cores busy with other processes over the next ``seconds``."""
     b0, t0 = _busy_cpu_s(), time.monotonic()
@@ -91,6 +104,7 @@ class TreeSampler:
         self.rss: list[int] = []
         self.tree_cpu: list[float] = []  # CPU seconds of the tree
         self.busy_cpu: list[float] = []  # CPU seconds of the whole machine
+        self.io_stall: list[float] = []  # seconds the whole machine was stalled on I/O (PSI "full")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
 
@@ -99,6 +113,7 @@ class TreeSampler:
             t = time.monotonic()
             r, c = tree_usage(self.root)
             b = _busy_cpu_s()
+            self.io_stall.append(io_stall_s())
             self.times.append(t)
             self.rss.append(r)
             self.tree_cpu.append(c)
@@ -129,8 +144,10 @@ class TreeSampler:
         ``other_cpu_s``: CPU seconds the rest of the machine (not the measured tree) spent
         busy during the step -- other processes competing for the cores (the sampler's own
         share, ~1-2% of one core, included). ``tree_cpu_s``: the tree's own CPU seconds.
+        ``io_stall_s``: seconds during which every running task waited on I/O (the disk, or
+        page-cache writeback throttling writers); a step that is not CPU-bound shows it here.
         """
-        n = min(len(self.times), len(self.rss), len(self.tree_cpu), len(self.busy_cpu))
+        n = min(len(self.times), len(self.rss), len(self.tree_cpu), len(self.busy_cpu), len(self.io_stall))
         times, rss = self.times[:n], self.rss[:n]
         i0 = bisect_left(times, t0)
         i1 = bisect_right(times, t1)
@@ -145,4 +162,5 @@ class TreeSampler:
             busy = self.busy_cpu[j1] - self.busy_cpu[j0]
             out["tree_cpu_s"] = round(tree, 2)
             out["other_cpu_s"] = round(max(0.0, busy - tree), 2)
+            out["io_stall_s"] = round(self.io_stall[j1] - self.io_stall[j0], 2)
         return out
