@@ -17,8 +17,8 @@ class RunResult:
     ``stages`` holds per-stage figures: ``source_bytes_read`` (the batch's source
     files), ``table_bytes_read`` (table files a MERGE read whole to rewrite them;
     the key-column reads that locate keys are not counted), ``table_bytes_prefetched``
-    (of those, the bytes handed to the OS read-ahead as soon as located: local
-    tables only), ``bytes_written``
+    (of those, the bytes handed to the OS read-ahead as soon as located, or as the
+    stage starts when grouped by partition: local tables only), ``bytes_written``
     (the files committed), ``read_transform_seconds``,
     ``stage_seconds`` (from the start of read+transform to staged files, with
     ``locate_seconds``/``apply_seconds`` of a MERGE, and ``merge_groups``: ``by

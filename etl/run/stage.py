@@ -253,6 +253,26 @@ def _locate(spec: MergeSpec, refs: list, hashes: np.ndarray) -> tuple[list, int]
     return found, prefetched
 
 
+def _read_ahead(root, refs: list) -> int:
+    """Hand ``refs`` (local files, in the order the apply tasks will read them) to the OS read-ahead
+    from a background thread of this worker; return the bytes that will be asked (a quarter of this
+    machine's available memory at most). A MERGE grouped by partition has no locate pass to do this
+    as it finds each file, so one task does it for every file as the stage starts."""
+    import threading
+
+    import psutil
+
+    budget, planned = psutil.virtual_memory().available // 4, 0
+    if root.kind != "local":
+        return 0
+    for ref in refs:
+        if planned + ref.size > budget:
+            break
+        planned += ref.size
+    threading.Thread(target=prefetch, args=(root, refs, budget), name="etl-read-ahead", daemon=True).start()
+    return planned
+
+
 def _prefetch_budget() -> int:
     """Bytes one locate task may ask the OS to read ahead: a quarter of this machine's available
     memory, shared by the locate tasks."""
@@ -599,6 +619,9 @@ class MergeStager:
             others = [ref for ref in candidates if _partition_name(ref) not in parts]
             locates = [dask.delayed(_locate)(spec, c, hashes) for c in _chunks(others, LOCATE_TASKS)]
             groups = [(refs, None) for refs in parts.values()]
+            by_load = np.argsort([-sum(r.num_records or 0 for r in refs) for refs, _ in groups], kind="stable")
+            with dask.annotate(priority=MAX_APPLY_TASKS + 1):  # before any apply task starts reading
+                ahead = dask.delayed(_read_ahead)(spec.root, [r for g in by_load.tolist() for r in groups[g][0]])
         t1 = time.perf_counter()
         routes = pd.Series(np.repeat(np.arange(len(groups), dtype="float64"), [len(hs) for _, hs in groups]),
                            index=pd.Index(np.concatenate([hs for _, hs in groups]) if groups
@@ -638,7 +661,7 @@ class MergeStager:
         if parts is None:
             results = dask.compute(*tasks)
         else:
-            *results, = dask.compute(*tasks, *locates)
+            *results, read_ahead = dask.compute(*tasks, *locates, ahead)
             results, located = results[:len(tasks)], results[len(tasks):]
             moved = sum(r.foreign for r in results) + sum(len(h) for part, _ in located for h in part)
             if moved:
@@ -654,7 +677,8 @@ class MergeStager:
         counts["duplicates_dropped"] += self.dropped
         timings = {"locate_seconds": round(t1 - t0, 3), "apply_seconds": round(time.perf_counter() - t1, 3),
                    "table_bytes_read": int(sum(ref.size for refs in group_files.values() for ref in refs)),
-                   "table_bytes_prefetched": int(sum(asked for _, asked in located)),
+                   "table_bytes_prefetched": int(sum(asked for _, asked in located)) + (
+                       read_ahead if parts is not None else 0),
                    "merge_groups": "by located key" if parts is None else "by partition"}
         return Staged(adds, removes, snap, counts, depends_on=self.could_hold, timings=timings,
                       fingerprint=fingerprint)

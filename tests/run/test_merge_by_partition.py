@@ -57,6 +57,8 @@ def test_dense_batches_give_the_oracle_table_whichever_way_rows_are_grouped(clie
         assert r.status == "committed"
         if day > 1:  # the first batch meets an empty table: nothing to group
             assert r.stages["merge_groups"] == grouping
+            # every file read to be rewritten was handed to the OS read-ahead first (a local table)
+            assert r.stages["table_bytes_prefetched"] == r.stages["table_bytes_read"] > 0
         pd.testing.assert_frame_equal(table_frame(f"{warehouse}/t"), oracle(batches))
     held = set(oracle(batches[:-1])["k1"])
     last = batches[-1]
