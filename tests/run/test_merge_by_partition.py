@@ -140,3 +140,19 @@ def test_a_key_whose_batch_rows_name_two_partitions_is_checked_where_it_lives(cl
     assert not got.duplicated(["k1", "k2"]).any()
     assert got.loc[got["k1"] == 7, ["part", "ts"]].values.tolist() == [["p1", 200]]
     assert r.stages["merge_groups"] == "by located key" and r.duplicates_dropped == 1
+
+
+def test_read_ahead_asks_the_os_for_the_local_files_that_exist_and_reports_what_it_asked(tmp_path):
+    """The figure a grouped MERGE reports as prefetched is what the OS was asked for: a file gone from
+    disk is skipped and not counted, and a table on an object store gets no read-ahead."""
+    from etl.commit.files import FileRef
+    from etl.commit.merge import MergeSpec
+    from etl.io.storage import Location
+
+    (tmp_path / "a.parquet").write_bytes(b"x" * 300)
+    (tmp_path / "b.parquet").write_bytes(b"x" * 200)
+    refs = [FileRef("a.parquet", (), 300), FileRef("gone.parquet", (), 1000), FileRef("b.parquet", (), 200)]
+    local = MergeSpec(Location(str(tmp_path)), None, ("k",))
+    assert stage._read_ahead(local, refs) == 500
+    remote = MergeSpec(Location("s3://bucket/t", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}), None, ("k",))
+    assert stage._read_ahead(remote, refs) == 0
