@@ -147,6 +147,11 @@ def _over_budget(a: argparse.Namespace) -> bool:
 def _run_step(a: argparse.Namespace, engine: str, shape: str, step: str, workdir: Path) -> dict:
     from _bench.rss import TreeSampler, wait_quiet
 
+    # Flush what the previous step wrote (a load leaves ~2 GB of dirty pages at SF10): its
+    # writeback would otherwise land in this step's time, and a different amount for each engine.
+    t = time.monotonic()
+    os.sync()
+    synced = {"pre_sync_s": round(time.monotonic() - t, 2)}
     wait = a.quiet_wait if not _over_budget(a) else 0
     quiet = wait_quiet(a.quiet_pct, wait, log=lambda m: print(m, flush=True)) if wait > 0 else {}
 
@@ -175,7 +180,7 @@ def _run_step(a: argparse.Namespace, engine: str, shape: str, step: str, workdir
         rec["peak_rss_mb"] = round(w["peak"] / 2**20, 1)
         rec["peak_above_baseline_mb"] = round((w["peak"] - w["baseline"]) / 2**20, 1)
         rec["rss_samples"] = w["samples"]
-        rec.update(quiet)
+        rec.update(quiet, **synced)
         if "other_cpu_s" in w:
             rec["tree_cpu_s"] = w["tree_cpu_s"]
             rec["other_cpu_s"] = w["other_cpu_s"]
