@@ -139,6 +139,24 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
+def _evict(folder: Path) -> int:
+    """Drop the (already written back) pages of every file under ``folder`` from the page cache.
+
+    ``posix_fadvise(DONTNEED)`` needs no privilege: the step that follows reads the tables from
+    disk, as a nightly run finds them. Returns the bytes of the files evicted.
+    """
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                total += os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+    return total
+
+
 def _over_budget(a: argparse.Namespace) -> bool:
     """Past --max-minutes: no more waiting for a quiet machine, no more retries."""
     return bool(a.max_minutes) and time.monotonic() - a.t_start > 60 * a.max_minutes
@@ -152,6 +170,8 @@ def _run_step(a: argparse.Namespace, engine: str, shape: str, step: str, workdir
     t = time.monotonic()
     os.sync()
     synced = {"pre_sync_s": round(time.monotonic() - t, 2)}
+    if a.cold and step != "load":
+        synced["evicted_mb"] = round(_evict(workdir) / 2**20, 1)
     wait = a.quiet_wait if not _over_budget(a) else 0
     quiet = wait_quiet(a.quiet_pct, wait, log=lambda m: print(m, flush=True)) if wait > 0 else {}
 
@@ -356,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--update", action="store_true",
                    help="keep the other results already in --out; replace only the engines and shapes run now")
     p.add_argument("--keep-tables", action="store_true", help="keep the written Delta tables")
+    p.add_argument("--cold", action="store_true",
+                   help="before each step after the load, evict the tables' files from the page cache "
+                        "(posix_fadvise DONTNEED), so every merge reads its table from disk")
     # internal: one engine on one shape, in a child process
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--engine", help=argparse.SUPPRESS)
@@ -394,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "input": {k: v for k, v in manifest.items() if k != "months"},
         "batches": metas,
         "repeat": a.repeat,
+        "cold": a.cold,
         "rss_sampling": {"interval_s": a.interval, "scope": "child benchmark process + all descendants"},
         "results": {},
     }

@@ -190,9 +190,7 @@ class Pandas(Engine):
 
 # --------------------------------------------------------------------------- etl (adapter)
 #
-# >>> ADAPTER FOR THE LEAD TO FINISH <<<
-# Written against the etl API as it stood in the work tree when this was written (the
-# framework is being written in parallel; adjust here when it moves):
+# The benchmark's pipeline in etl's public API:
 #
 #   @etl.pipeline(name=..., sources={"lineitem": etl.Source.parquet("<dir>/*.parquet")},
 #                 target=etl.Target.merge(table_url, keys=[...], partition_by=[...], order_by=...),
@@ -201,14 +199,12 @@ class Pandas(Engine):
 #
 #   etl.run(pipeline, client=client, warehouse=warehouse_dir)
 #
-# and a CLI ``etl run NAME`` (ETL_CLI below; pipeline folder via ETL_PIPELINES) that starts
-# its own LocalCluster. The initial load is a MERGE into a table that does not exist yet
-# (the framework creates it). ImportError / AttributeError / TypeError while building the
-# pipeline => the harness prints "etl: not available" and carries on with the other engines.
+# and, for the cli_merge step, the CLI ``etl run NAME`` (ETL_CLI below; the generated pipeline's
+# folder passed as ETL_PIPELINES), which starts its own LocalCluster. The initial load is a MERGE
+# into a table that does not exist yet (etl creates it). ImportError / AttributeError / TypeError
+# while building the pipeline => the harness prints "etl: not available" and carries on.
 
-#: Command line of the CLI run (after ``etl``), formatted with pipeline_name / warehouse; the
-#: generated pipeline's folder is passed as ETL_PIPELINES. TODO(lead): adjust to the real CLI,
-#: which should start a LocalCluster of 2 workers x 1 thread here.
+#: Command line of the CLI run (after ``etl``), formatted with pipeline_name / warehouse.
 ETL_CLI = ["run", "{pipeline_name}", "--warehouse", "{warehouse}"]
 
 _CLI_PIPELINE_FILE = '''\
