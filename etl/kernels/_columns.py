@@ -184,7 +184,8 @@ def to_numpy(column: pd.Series, kind: str) -> Arrays:
     if null is None and isinstance(column.dtype, np.dtype):
         values = np.asarray(column.to_numpy(), dtype=target)
     else:
-        fill = np.nan if target.kind == "f" else 0
+        # the fill must be a value of the column's own type: pyarrow refuses 0 for a boolean column
+        fill = np.nan if target.kind == "f" else False if target.kind == "b" else 0
         values = column.to_numpy(dtype=target, na_value=fill)
     _check_range(column, values, kind, found)
     return Arrays(np.ascontiguousarray(values), null)

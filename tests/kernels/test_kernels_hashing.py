@@ -44,6 +44,17 @@ def test_strings_hash_alike_in_every_backing(values):
 
 
 @SETTINGS
+@given(st.lists(st.sampled_from([True, False, None]), max_size=20))
+def test_booleans_hash_alike_in_every_backing(values):
+    variants = {"boolean": pd.Series(values, dtype="boolean"),
+                "bool[pyarrow]": pd.Series(values, dtype="bool[pyarrow]"),
+                "object": pd.Series(values, dtype=object)}
+    if None not in values:
+        variants["bool"] = pd.Series(values, dtype=bool)
+    _all_equal(variants)
+
+
+@SETTINGS
 @given(maybe_floats)
 def test_floats_hash_alike_in_every_backing(values):
     _all_equal(float_variants(values))
