@@ -64,7 +64,8 @@ from etl.observe.report import performance_report  # noqa: F401  (its former hom
 
 STATUSES = ("committed", "skipped", "unchanged", "failed")
 SUCCESS = ("committed", "skipped", "unchanged")
-ROW_KINDS = ("rows_in", "inserted", "updated", "deleted", "unchanged", "duplicates_dropped", "stale")
+ROW_KINDS = ("rows_in", "inserted", "updated", "deleted", "unchanged", "duplicates_dropped", "stale",
+             "delete_not_found")
 
 _HELP = {
     "etl_run_info": "Identifiers of the last run (value always 1).",

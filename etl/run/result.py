@@ -46,6 +46,8 @@ class RunResult:
     unchanged: int = 0
     duplicates_dropped: int = 0
     stale: int = 0
+    #: Delete requests (rows matching the pipeline's ``delete_when``) whose key the table did not hold.
+    delete_not_found: int = 0
     quarantined: int = 0
     fingerprint: str | None = None
     #: How the commit changed the table's content fingerprint (16 hex digits), what ``etl verify`` adds up.
@@ -63,7 +65,7 @@ class RunResult:
     def ledger_rows(self) -> dict:
         """The row counts the ledger records for this run."""
         names = ("rows_in", "inserted", "updated", "deleted", "unchanged", "duplicates_dropped", "stale",
-                 "quarantined")
+                 "delete_not_found", "quarantined")
         rows = {n: int(getattr(self, n)) for n in names}
         if self.rows_read is not None:
             rows["rows_read"] = int(self.rows_read)
@@ -78,6 +80,7 @@ class RunResult:
                 ("rows in", n(self.rows_in)), ("inserted", n(self.inserted)), ("updated", n(self.updated)),
                 ("deleted", n(self.deleted)), ("unchanged", n(self.unchanged)),
                 ("duplicates dropped", n(self.duplicates_dropped)), ("older than table", n(self.stale)),
+                ("deletes not found", n(self.delete_not_found)),
                 ("quarantined", n(self.quarantined)),
                 ("files added/removed", f"{self.files_added}/{self.files_removed}"),
                 ("bytes read/written", self._bytes()),

@@ -102,7 +102,7 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
     t0 = time.perf_counter()
     scheduler, security = _cluster_address(client, scheduler, cluster)
     p = load(pipeline) if isinstance(pipeline, str) else pipeline
-    plan = _plan_without_demo(p, date, warehouse, params)
+    plan = _plan_without_demo(p, date, warehouse, params, retry)
     run_id = new_run_id()
     if plan is not None:
         skipped = _already_committed(plan, run_id, force, t0)
@@ -111,7 +111,7 @@ def run(pipeline: str | Pipeline, *, date: str | None = None, warehouse: str | N
     with connect(client=client, scheduler=scheduler, security=security) as active, \
             dask_performance_report(performance_report):
         if plan is None:  # demo input first, on this cluster (a demo may run another pipeline)
-            plan = make_plan(p, date=date, warehouse=warehouse, params=params)
+            plan = make_plan(p, date=date, warehouse=warehouse, params=params, retry=retry)
             skipped = _already_committed(plan, run_id, force, t0)
             if skipped is not None:
                 return skipped
@@ -148,10 +148,10 @@ def _cluster_address(client, scheduler, cluster):
     return prof.address, prof.security()
 
 
-def _plan_without_demo(p: Pipeline, date, warehouse, params) -> Plan | None:
+def _plan_without_demo(p: Pipeline, date, warehouse, params, retry) -> Plan | None:
     """The plan, or None when demo input must be generated first."""
     try:
-        plan = make_plan(p, date=date, warehouse=warehouse, params=params, generate_demo=False)
+        plan = make_plan(p, date=date, warehouse=warehouse, params=params, generate_demo=False, retry=retry)
     except SourceError:
         if p.demo is None:
             raise
@@ -203,7 +203,8 @@ def _execute(plan: Plan, run_id: str, app_id: str, policy: RetryPolicy, hook, t0
         rows_read=stages.get("rows_read"), rows_in=counts.get("rows_in", 0), inserted=counts.get("inserted", 0),
         updated=counts.get("updated", 0), deleted=counts.get("deleted", 0),
         unchanged=counts.get("unchanged", 0), duplicates_dropped=counts.get("duplicates_dropped", 0),
-        stale=counts.get("stale", 0), quarantined=stages.get("quarantined", 0),
+        stale=counts.get("stale", 0), delete_not_found=counts.get("delete_not_found", 0),
+        quarantined=stages.get("quarantined", 0),
         fingerprint=stages.get("fingerprint"),
         fingerprint_delta=_hex(outcome.staged.fingerprint) if outcome.committed and outcome.staged else None,
         files_added=counts.get("files_added", 0), files_removed=counts.get("files_removed", 0),

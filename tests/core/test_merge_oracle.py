@@ -54,12 +54,15 @@ def test_counts_add_up(client, warehouse):
 
     table = table_frame(f"{warehouse}/t")
     second = table.head(10).assign(v=999.0, ts=10_000 + np.arange(10), op_delete=False)
+    absent = table.iloc[[16]].assign(k1=int(table.k1.max()) + 1, ts=40_000, op_delete=True)  # no such key
     second = pd.concat([second, table.iloc[10:13].assign(ts=20_000, op_delete=True),
-                        table.iloc[13:16].assign(ts=30_000, op_delete=False)], ignore_index=True)
+                        table.iloc[13:16].assign(ts=30_000, op_delete=False), absent], ignore_index=True)
     write_batch(warehouse, "2026-01-02", second, files=1)
     r2 = etl.run(p, date="2026-01-02", warehouse=warehouse, client=client)
-    # rows 13..15 differ only by ts, which is a column: they are updates too
-    assert (r2.updated, r2.deleted, r2.inserted) == (13, 3, 0)
+    # rows 13..15 differ only by ts, which is a column: they are updates too; the absent key's
+    # delete is neither a delete nor an insert, and is reported as such
+    assert (r2.updated, r2.deleted, r2.inserted, r2.delete_not_found) == (13, 3, 0, 1)
+    assert ("deletes not found", "1") in r2.summary_rows()
     assert len(table_frame(f"{warehouse}/t")) == len(table) - 3
 
 
