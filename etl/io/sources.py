@@ -137,11 +137,15 @@ def fill(url: str, warehouse: str, date: str | None) -> str:
     return url.replace("{warehouse}", warehouse.rstrip("/")).replace("{date}", date or "*")
 
 
-def resolve(name: str, src: Source, warehouse: str, dates: tuple = ()) -> ResolvedSource:
-    """Pin ``src`` to the files (or Delta version) of the batch's ``dates`` (empty: all input)."""
+def resolve(name: str, src: Source, warehouse: str, dates: tuple = (), policy: RetryPolicy | None = None
+            ) -> ResolvedSource:
+    """Pin ``src`` to the files (or Delta version) of the batch's ``dates`` (empty: all input).
+
+    The listing is retried after a transient I/O error as ``policy`` decides (see :func:`retrying`).
+    """
     dates = tuple(dates)
     if src.partitioned_by_path and len(dates) > 1:
-        parts = [resolve(name, src, warehouse, (d,)) for d in dates]
+        parts = [resolve(name, src, warehouse, (d,), policy) for d in dates]
         return ResolvedSource(**{**parts[0].__dict__, "url": fill(src.url, warehouse, None), "dates": dates,
                                  "files": tuple(f for part in parts for f in part.files)})
     url = fill(src.url, warehouse, dates[0] if (src.partitioned_by_path and dates) else None)
@@ -153,18 +157,43 @@ def resolve(name: str, src: Source, warehouse: str, dates: tuple = ()) -> Resolv
         return _resolve_delta(src, url, common)
     loc = Location(url, src.storage_options)
     fs = loc.fs
-    try:
-        paths = sorted(fs.glob(loc.path)) if any(c in url for c in "*?[") else (
+
+    def listing() -> list:
+        paths = sorted(_strictly(fs.glob, loc.path)) if any(c in url for c in "*?[") else (
             [loc.path] if fs.exists(loc.path) else [])
         if len(paths) == 1 and fs.isdir(paths[0]):
-            paths = sorted(p for p in fs.find(paths[0]) if not p.rsplit("/", 1)[-1].startswith(("_", ".")))
-        infos = [(p, int(fs.size(p))) for p in paths]
-    except OSError as exc:
-        raise SourceError(f"source {name!r}: cannot list {redact(url)}: {exc}. Check the URL and access.",
-                          source=name, file=redact(url)) from None
+            paths = sorted(p for p in _strictly(fs.find, paths[0])
+                           if not p.rsplit("/", 1)[-1].startswith(("_", ".")))
+        return [(p, int(fs.size(p))) for p in paths]
+
+    try:
+        infos = retrying(listing, policy, url, f"the listing of source {name!r} at", src.storage_options)
+    except SourceError as exc:
+        exc.source = name
+        raise
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     prefix = "" if protocol in ("file", "local") else f"{protocol}://"
     return ResolvedSource(files=tuple((prefix + p, s, None) for p, s in infos), **common)
+
+
+def _raise_unless_missing(exc: OSError) -> None:
+    if not isinstance(exc, FileNotFoundError):
+        raise exc
+
+
+def _strictly(call: Callable, path: str) -> Any:
+    """``fs.glob(path)`` or ``fs.find(path)``, failing on a directory that cannot be listed.
+
+    fsspec's generic walk leaves such a directory out (``on_error="omit"``): a dropped
+    connection would silently shrink the batch. A filesystem whose listing is flat (s3fs's
+    ``find`` without a depth) raises by itself and refuses the keyword.
+    """
+    try:
+        return call(path, on_error=_raise_unless_missing)
+    except TypeError as exc:
+        if "on_error" not in str(exc):
+            raise
+        return call(path)
 
 
 def _resolve_delta(src: Source, url: str, common: dict) -> ResolvedSource:

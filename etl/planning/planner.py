@@ -19,6 +19,7 @@ from etl.define.pipeline import Pipeline, RunContext
 from etl.errors import ConfigError, SourceError
 from etl.io.sources import ResolvedSource, is_empty, resolve
 from etl.io.storage import Location, is_local, redact
+from etl.policy.retry import RetryPolicy, effective
 
 DEFAULT_WAREHOUSE = "warehouse"
 
@@ -143,17 +144,20 @@ class Plan:
 
 
 def make_plan(pipeline: Pipeline, *, date: str | Sequence[str] | None = None, warehouse: str | None = None,
-              params: dict | None = None, generate_demo: bool = True) -> Plan:
+              params: dict | None = None, generate_demo: bool = True, retry: RetryPolicy | None = None) -> Plan:
     """Resolve a run of ``pipeline`` for one date, several dates (one batch) or all input.
 
     Demo input is generated first when the sources are empty and the pipeline has a demo.
+    Source listings are retried after a transient I/O error under ``retry``, else the
+    pipeline's ``retry=``, else :meth:`RetryPolicy.from_env`.
     """
+    policy = effective(retry, pipeline.retry)
     warehouse = warehouse or default_warehouse()
     wh = Location(warehouse).url if is_local(warehouse) else warehouse.rstrip("/")
     raw = [date] if isinstance(date, str) else list(date or [])
     dates = tuple(sorted(dict.fromkeys(parse_date(d) for d in raw)))
     try:
-        sources = {n: resolve(n, s, wh, dates) for n, s in pipeline.sources.items()}
+        sources = {n: resolve(n, s, wh, dates, policy) for n, s in pipeline.sources.items()}
         missing = any(is_empty(s) for s in sources.values())
     except SourceError:
         if not (generate_demo and pipeline.demo is not None):
@@ -162,7 +166,7 @@ def make_plan(pipeline: Pipeline, *, date: str | Sequence[str] | None = None, wa
     if missing and generate_demo and pipeline.demo is not None:
         pipeline.demo(RunContext(date=dates[0] if len(dates) == 1 else None, warehouse=wh,
                                  params=dict(params or {}), dates=dates))
-        sources = {n: resolve(n, s, wh, dates) for n, s in pipeline.sources.items()}
+        sources = {n: resolve(n, s, wh, dates, policy) for n, s in pipeline.sources.items()}
     target = Location(table_url(pipeline.target.table, wh), pipeline.target.storage_options)
     check_kernels(pipeline)
     return Plan(pipeline, dates, wh, sources, target, dict(params or {}))

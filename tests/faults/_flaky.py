@@ -21,6 +21,7 @@ from distributed import WorkerPlugin
 from fsspec.implementations.local import LocalFileSystem
 
 PROTOCOL = "flaky"
+LISTING = "<listing>"  # the key under which listings are counted
 
 
 class FlakyFileSystem(LocalFileSystem):
@@ -37,15 +38,25 @@ class FlakyFileSystem(LocalFileSystem):
     workers_only : bool
         Fail only inside Dask worker tasks (the driver's own reads, such as
         footers and the schema, always succeed and are not counted).
+    fail_listings : int
+        Failed directory listings (``ls``, which ``glob`` and ``find`` use),
+        anywhere, before listings succeed; counted under the path ``LISTING``.
     """
 
     protocol = (PROTOCOL,)
 
     def __init__(self, state_dir: str, fail_times: int = 0, fail_match: str = "", workers_only: bool = True,
-                 **kw) -> None:
+                 fail_listings: int = 0, **kw) -> None:
         super().__init__(**kw)
         self.state_dir, self.fail_times = state_dir, int(fail_times)
         self.fail_match, self.workers_only = fail_match, workers_only
+        self.fail_listings = int(fail_listings)
+
+    def ls(self, path, detail=False, **kw):
+        if self.fail_listings and _count(self.state_dir, LISTING, "attempts") <= self.fail_listings:
+            _count(self.state_dir, LISTING, "failures")
+            raise ConnectionResetError(f"connection reset by peer while listing {path}")
+        return super().ls(path, detail=detail, **kw)
 
     def _open(self, path, mode="rb", **kw):
         if "r" in mode and self.fail_match in str(path) and (not self.workers_only or _in_worker()):

@@ -68,6 +68,28 @@ def test_reads_failing_twice_are_retried_in_their_tasks_and_the_run_commits_ever
     assert Ledger(warehouse).state("t_flaky_reads", "2026-01-01").state == "succeeded"
 
 
+def test_a_source_listing_failing_twice_is_retried_when_the_run_is_planned(client, flaky, warehouse):
+    rng = np.random.default_rng(43)
+    batch = random_batch(rng, 60, key_space=500)
+    write_batch(warehouse, "2026-01-01", batch, files=2)
+    p = _pipe(flaky, RetryPolicy(max_attempts=4, **FAST), fail_listings=2)
+    r = etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
+    assert r.status == "committed" and r.rows_read == len(batch)
+    pd.testing.assert_frame_equal(table_frame(f"{warehouse}/t"), oracle([batch]))
+    assert _flaky.counted(flaky, _flaky.LISTING, "failures") == 2
+
+
+def test_a_source_listing_that_keeps_failing_names_the_source_and_creates_no_table(client, flaky, warehouse):
+    write_batch(warehouse, "2026-01-01", random_batch(np.random.default_rng(44), 20, key_space=500), files=1)
+    p = _pipe(flaky, RetryPolicy(max_attempts=3, **FAST), fail_listings=10**6)
+    expected = r"listing of source 'src' at flaky:.*ds=2026-01-01.*after 3 attempts"
+    with pytest.raises(etl.SourceError, match=expected) as info:
+        etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
+    assert (info.value.source, info.value.attempts) == ("src", 3)
+    assert _flaky.counted(flaky, _flaky.LISTING, "attempts") == 3
+    assert not os.path.exists(os.path.join(warehouse, "t"))
+
+
 def test_a_read_that_keeps_failing_fails_the_run_naming_the_file_after_the_bounded_attempts(client, flaky,
                                                                                              warehouse):
     rng = np.random.default_rng(42)

@@ -81,6 +81,16 @@ def test_listings_see_files_written_by_other_processes(bucket, s3_client):
     assert loc.fs.exists(f"{bucket}/raw/ds=1/b.parquet")
 
 
+def test_folder_and_recursive_glob_sources_list_every_file_on_s3(bucket, s3_client):
+    """s3fs lists a folder or a ``**`` glob flat and refuses the walk's ``on_error``: both still list."""
+    for key in ("deep/ds=1/a.parquet", "deep/ds=2/x/b.parquet", "deep/_SUCCESS"):
+        s3_client.put_object(Bucket=bucket, Key=key, Body=_parquet(pd.DataFrame({"a": [1]})))
+    want = [f"s3://{bucket}/deep/ds=1/a.parquet", f"s3://{bucket}/deep/ds=2/x/b.parquet"]
+    assert [f[0] for f in _resolved(f"s3://{bucket}/deep").files] == want
+    assert [f[0] for f in _resolved(f"s3://{bucket}/deep/**/*.parquet").files] == want
+    assert [f[0] for f in _resolved(f"s3://{bucket}/deep/ds=*/*.parquet").files] == want[:1]
+
+
 def test_memory_sources_work_and_memory_delta_targets_are_refused():
     loc = Location("memory://etl-test-mem/raw")
     frame = pd.DataFrame({"a": [1, 2], "b": ["p", "q"]})
