@@ -61,11 +61,10 @@ from pathlib import Path
 from typing import Iterable
 
 from etl.observe.report import performance_report  # noqa: F401  (its former home)
+from etl.run.result import ROW_COUNTS
 
 STATUSES = ("committed", "skipped", "unchanged", "failed")
 SUCCESS = ("committed", "skipped", "unchanged")
-ROW_KINDS = ("rows_in", "inserted", "updated", "deleted", "unchanged", "duplicates_dropped", "stale",
-             "delete_not_found")
 
 _HELP = {
     "etl_run_info": "Identifiers of the last run (value always 1).",
@@ -138,7 +137,7 @@ def prometheus_text(result, now: float | None = None) -> str:
         f.add("etl_run_status", {**p, "status": status}, int(result.status == status))
     f.add("etl_run_exit_code", p, 0)
     f.add("etl_run_rows", {**p, "kind": "read"}, result.rows_read)
-    for kind in ROW_KINDS:
+    for kind in ROW_COUNTS:
         f.add("etl_run_rows", {**p, "kind": "in" if kind == "rows_in" else kind}, getattr(result, kind))
     f.add("etl_run_files", {**p, "kind": "added"}, result.files_added)
     f.add("etl_run_files", {**p, "kind": "removed"}, result.files_removed)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import html
 from dataclasses import asdict, dataclass, field
 
+#: The row counts of a run, as the ledger records them and the metrics export them.
+ROW_COUNTS = ("rows_in", "inserted", "updated", "deleted", "unchanged", "duplicates_dropped", "stale",
+              "delete_not_found", "quarantined")
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -64,9 +68,7 @@ class RunResult:
 
     def ledger_rows(self) -> dict:
         """The row counts the ledger records for this run."""
-        names = ("rows_in", "inserted", "updated", "deleted", "unchanged", "duplicates_dropped", "stale",
-                 "delete_not_found", "quarantined")
-        rows = {n: int(getattr(self, n)) for n in names}
+        rows = {n: int(getattr(self, n)) for n in ROW_COUNTS}
         if self.rows_read is not None:
             rows["rows_read"] = int(self.rows_read)
         return rows

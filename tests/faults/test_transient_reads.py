@@ -54,29 +54,20 @@ def _files(warehouse: str, date: str) -> list[str]:
     return sorted(os.path.join(folder, f) for f in os.listdir(folder))
 
 
-def test_reads_failing_twice_are_retried_in_their_tasks_and_the_run_commits_every_row(client, flaky, warehouse):
+def test_listings_and_reads_failing_twice_are_retried_and_the_run_commits_every_row(client, flaky, warehouse):
+    """The listing is retried by the driver as the run is planned, each file's read inside its task."""
     rng = np.random.default_rng(41)
     batch = random_batch(rng, 120, key_space=500)
     write_batch(warehouse, "2026-01-01", batch, files=3)
-    p = _pipe(flaky, RetryPolicy(max_attempts=4, **FAST), fail_times=2)
-    r = etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
-    assert r.status == "committed"
-    pd.testing.assert_frame_equal(table_frame(f"{warehouse}/t"), oracle([batch]))
-    for path in _files(warehouse, "2026-01-01"):  # each worker read failed twice, then succeeded
-        assert _flaky.counted(flaky, path, "failures") == 2, path
-        assert _flaky.counted(flaky, path, "attempts") >= 3, path
-    assert Ledger(warehouse).state("t_flaky_reads", "2026-01-01").state == "succeeded"
-
-
-def test_a_source_listing_failing_twice_is_retried_when_the_run_is_planned(client, flaky, warehouse):
-    rng = np.random.default_rng(43)
-    batch = random_batch(rng, 60, key_space=500)
-    write_batch(warehouse, "2026-01-01", batch, files=2)
-    p = _pipe(flaky, RetryPolicy(max_attempts=4, **FAST), fail_listings=2)
+    p = _pipe(flaky, RetryPolicy(max_attempts=4, **FAST), fail_times=2, fail_listings=2)
     r = etl.run(p, date="2026-01-01", warehouse=warehouse, client=client)
     assert r.status == "committed" and r.rows_read == len(batch)
     pd.testing.assert_frame_equal(table_frame(f"{warehouse}/t"), oracle([batch]))
     assert _flaky.counted(flaky, _flaky.LISTING, "failures") == 2
+    for path in _files(warehouse, "2026-01-01"):  # each worker read failed twice, then succeeded
+        assert _flaky.counted(flaky, path, "failures") == 2, path
+        assert _flaky.counted(flaky, path, "attempts") >= 3, path
+    assert Ledger(warehouse).state("t_flaky_reads", "2026-01-01").state == "succeeded"
 
 
 def test_a_source_listing_that_keeps_failing_names_the_source_and_creates_no_table(client, flaky, warehouse):

@@ -15,7 +15,7 @@ from etl.observe.metrics import failure_text, main, prometheus_text, write_failu
 
 RESULT = RunResult("tpch_lineitem_daily", "r20260102T020000-0a1b2c3d", "2026-01-02", "s3://bucket/wh/lineitem",
                    "committed", 7, "etl:tpch_lineitem_daily:2026-01-02:abc", rows_read=1200, rows_in=1100,
-                   inserted=100, updated=40, deleted=2, unchanged=958, delete_not_found=3, files_added=5, files_removed=3, attempts=2,
+                   inserted=100, updated=40, deleted=2, unchanged=958, delete_not_found=3, quarantined=4, files_added=5, files_removed=3, attempts=2,
                    wall_seconds=12.5, stages={"rows_read": 1200, "read_transform_seconds": 2.25,
                                               "apply_seconds": 4.0, "commit_seconds": 0.125, "peak_memory": {
                                                   "read_transform": {"cluster_bytes": 6 * 2**30,
@@ -46,6 +46,7 @@ def test_a_run_result_becomes_valid_exposition_text_with_its_figures():
     assert get(parsed, "etl_run_rows", kind="updated") == 40
     assert get(parsed, "etl_run_rows", kind="deleted") == 2
     assert get(parsed, "etl_run_rows", kind="delete_not_found") == 3
+    assert get(parsed, "etl_run_rows", kind="quarantined") == 4
     assert get(parsed, "etl_run_rows", kind="read") == 1200
     assert get(parsed, "etl_run_files", kind="removed") == 3
     assert get(parsed, "etl_run_duration_seconds", stage="total") == 12.5
